@@ -1,0 +1,12 @@
+"""Classification models: `create(name, **kwargs)` returns a Flax Linen module.
+
+Every model maps float NHWC `[B, H, W, 3]` images to `(logits [B, num_classes] float32,
+intermediates)`, takes `num_classes`, `dtype` and `frozen_stages`, names its top-level
+modules after its stages and calls its last layer `head` (see docs/conventions.md).
+"""
+from jaxcv.models.registry import create, get, names, register
+
+# Imported for their `register(...)` calls.
+from jaxcv.models import alexnet, lenet, mlp, resnet, vgg  # noqa: E402,F401  isort: skip
+
+__all__ = ["create", "get", "names", "register"]

@@ -1,0 +1,110 @@
+"""Small pieces the classification models share: input checks, torch-exact pooling, norms.
+
+All arrays are NHWC. Shapes are static, so every check here runs at trace time.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+
+def check_input(x: jax.Array, model: str, min_size: int = 1, exact_size: int | None = None):
+  """Raises ValueError unless `x` is `[B, H, W, 3]` with H, W >= `min_size` (or == `exact_size`)."""
+  if x.ndim != 4 or x.shape[-1] != 3:
+    raise ValueError(f"{model} expects images of shape [B, H, W, 3] (NHWC, RGB); "
+                     f"got shape {tuple(x.shape)}")
+  h, w = x.shape[1:3]
+  if exact_size is not None and (h, w) != (exact_size, exact_size):
+    raise ValueError(f"{model} needs {exact_size}x{exact_size} input (its dense layers are "
+                     f"sized for it); got {h}x{w}")
+  if min(h, w) < min_size:
+    raise ValueError(f"{model} needs input of at least {min_size}x{min_size} pixels; "
+                     f"got {h}x{w}")
+
+
+def check_frozen(frozen_stages: Sequence[str], stages: Sequence[str], model: str):
+  """Raises ValueError for a name in `frozen_stages` that is not a top-level module."""
+  unknown = sorted(set(frozen_stages) - set(stages))
+  if unknown:
+    raise ValueError(f"{model}: frozen_stages {unknown} are not top-level modules; "
+                     f"known: {list(stages)}")
+
+
+def batch_norm(train: bool, stage: str, frozen_stages: Sequence[str], dtype: Dtype):
+  """BatchNorm constructor for the modules of `stage`, with torchvision's hyperparameters.
+
+  torch momentum 0.1 (weight of the new batch) is flax momentum 0.9 (weight of the old
+  stats). A frozen stage keeps inference-mode BN even in training (transfer learning).
+  """
+  return functools.partial(nn.BatchNorm, use_running_average=not train or stage in frozen_stages,
+                           momentum=0.9, epsilon=1e-5, dtype=dtype)
+
+
+def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
+  """torch `MaxPool2d(window, stride, padding)` on NHWC; padding counts as -inf as in torch."""
+  pad = ((padding, padding), (padding, padding))
+  return nn.max_pool(x, (window, window), (stride, stride), padding=pad)
+
+
+def _adaptive_matrix(size_in: int, size_out: int) -> np.ndarray:
+  """[size_out, size_in] averaging weights over torch's bins [floor(i*n/m), ceil((i+1)*n/m))."""
+  m = np.zeros((size_out, size_in), np.float32)
+  for i in range(size_out):
+    start = (i * size_in) // size_out
+    end = -(-((i + 1) * size_in) // size_out)
+    m[i, start:end] = 1.0 / (end - start)
+  return m
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
+  """torch `AdaptiveAvgPool2d(output_size)`: `[B, H, W, C]` -> `[B, oh, ow, C]`.
+
+  Bins overlap or repeat when H, W are not multiples of the output (e.g. a 1x1 map becomes
+  7x7 copies), exactly as in torch, so small inputs work with torchvision classifiers.
+  """
+  (h, w), (oh, ow) = x.shape[1:3], output_size
+  if (h, w) == (oh, ow):
+    return x
+  mh = jnp.asarray(_adaptive_matrix(h, oh), x.dtype)
+  mw = jnp.asarray(_adaptive_matrix(w, ow), x.dtype)
+  return jnp.einsum("ih,jw,bhwc->bijc", mh, mw, x, precision=jax.lax.Precision.HIGHEST)
+
+
+def flatten_chw(x: jax.Array) -> jax.Array:
+  """`[B, H, W, C]` -> `[B, C*H*W]` in torch's NCHW flatten order.
+
+  Transposing here (not permuting fc weights in the converter) keeps the converted
+  torchvision Linear weights a plain transpose; the map is small (e.g. 7x7x512).
+  """
+  return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+  """`[B, H, W, C]` -> `[B, C]`."""
+  return jnp.mean(x, axis=(1, 2))
+
+
+class Classifier(nn.Module):
+  """Dense-ReLU-Dropout twice (torchvision's fc6, fc7): `[B, D]` -> `[B, features]`.
+
+  `dropout_first` puts the dropout before each Dense, as in torchvision's AlexNet.
+  """
+  features: int
+  dropout_first: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    dropout = nn.Dropout(0.5, deterministic=not train)
+    for i in (1, 2):
+      x = dropout(x) if self.dropout_first else x
+      x = nn.relu(nn.Dense(self.features, dtype=self.dtype, name=f"fc{i}")(x))
+      x = x if self.dropout_first else dropout(x)
+    return x

@@ -1,0 +1,191 @@
+"""torchvision state_dicts -> jaxcv variables, for `jaxcv.models.create(name)`.
+
+    variables = convert("resnet50", torch.load("resnet50-11ad3fa6.pth"))
+    model = jaxcv.models.create("resnet50", num_classes=1000)
+    logits, _ = model.apply(variables, images_nhwc)   # images normalised as torchvision's
+
+Layouts: Conv weight OIHW -> kernel HWIO, Linear weight (out, in) -> kernel (in, out),
+BatchNorm weight/bias -> params scale/bias, running_mean/var -> batch_stats mean/var
+(`num_batches_tracked` is dropped). jaxcv flattens feature maps in torch's C,H,W order
+(`common.flatten_chw`), so fc weights need no permutation. torch itself is not imported:
+tensors are read through `.detach().cpu().numpy()`.
+
+The jaxcv tree comes from `jax.eval_shape` of `init`; every jaxcv leaf must be filled and
+every state_dict entry used, with matching shapes, or `convert` raises a ValueError.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcv import models
+
+Path = tuple[str, ...]
+
+
+def _resnet_module(path: Path, params: Mapping) -> str:
+  """('stage3', 'block2', 'conv1') -> 'layer3.1.conv1'; stem and head to conv1/bn1/fc."""
+  del params
+  if path[0] == "stem":
+    return {"conv": "conv1", "bn": "bn1"}[path[1]]
+  if path[0] == "head":
+    return "fc"
+  stage, block, layer = path
+  layer = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}.get(layer, layer)
+  return f"layer{stage[len('stage'):]}.{int(block[len('block'):]) - 1}.{layer}"
+
+
+def _features_index(params: Mapping, path: Path, layers_per_conv: int, pool_layers: int) -> int:
+  """Index in torch's `features` Sequential of the layer at jaxcv `(stageS, convK|bnK)`."""
+  index = 0
+  for s in range(1, int(path[0][len("stage"):])):
+    num_convs = sum(1 for k in params[f"stage{s}"] if k.startswith("conv"))
+    index += num_convs * layers_per_conv + pool_layers
+  k = int(re.sub(r"\D", "", path[1]))  # conv3 / bn3 -> 3
+  return index + (k - 1) * layers_per_conv + (1 if path[1].startswith("bn") else 0)
+
+
+def _vgg_module(path: Path, params: Mapping) -> str:
+  """VGG: features.i (conv [+ BN] + ReLU per conv, a pool per stage), classifier.0/3/6."""
+  if path[0] == "classifier":
+    return {"fc1": "classifier.0", "fc2": "classifier.3"}[path[1]]
+  if path[0] == "head":
+    return "classifier.6"
+  has_bn = any(k.startswith("bn") for k in params["stage1"])
+  return f"features.{_features_index(params, path, 3 if has_bn else 2, 1)}"
+
+
+def _alexnet_module(path: Path, params: Mapping) -> str:
+  """AlexNet: features 0, 3 (stage1, 2), 6, 8, 10 (stage3); classifier.1/4/6."""
+  del params
+  if path[0] == "classifier":
+    return {"fc1": "classifier.1", "fc2": "classifier.4"}[path[1]]
+  if path[0] == "head":
+    return "classifier.6"
+  first = {"stage1": 0, "stage2": 3, "stage3": 6}[path[0]]
+  return f"features.{first + 2 * (int(path[1][len('conv'):]) - 1)}"
+
+
+_FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
+    # name -> (jaxcv module path -> torch module name, torch name of the last Linear)
+    "alexnet": (_alexnet_module, "classifier.6"),
+    **{n: (_vgg_module, "classifier.6")
+       for v in ("vgg11", "vgg16", "vgg19") for n in (v, f"{v}_bn")},
+    **{n: (_resnet_module, "fc") for n in ("resnet18", "resnet34", "resnet50", "resnet101")},
+}
+
+
+def names() -> list[str]:
+  """Model names `convert` knows."""
+  return sorted(_FAMILIES)
+
+
+def _to_numpy(v: Any) -> np.ndarray:
+  if hasattr(v, "detach"):  # a torch tensor; torch stays an optional dependency
+    v = v.detach().cpu().numpy()
+  return np.asarray(v, dtype=np.float32)
+
+
+def _modules(tree: Mapping, prefix: Path = ()):
+  """Yields `(path, leaves)` for each dict of `tree` whose values are arrays (a layer)."""
+  leaves = {k: v for k, v in tree.items() if not isinstance(v, Mapping)}
+  if leaves:
+    yield prefix, leaves
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      yield from _modules(v, prefix + (k,))
+
+
+# jaxcv leaf -> (torch suffix, layout change); which applies depends on the layer kind.
+_CONV = {"kernel": ("weight", lambda w: w.transpose(2, 3, 1, 0)), "bias": ("bias", None)}
+_DENSE = {"kernel": ("weight", lambda w: w.T), "bias": ("bias", None)}
+_NORM = {"scale": ("weight", None), "bias": ("bias", None)}
+_STATS = {"mean": ("running_mean", None), "var": ("running_var", None)}
+
+
+def _fill(tree: Mapping, collection_rules, module_name, state: dict, used: set, errors: list):
+  """The tree with each leaf taken from `state`, recording used keys and problems."""
+  out: dict[str, Any] = {}
+  for path, leaves in _modules(tree):
+    node = out
+    for p in path:
+      node = node.setdefault(p, {})
+    rules = collection_rules(leaves)
+    torch_module = module_name(path)
+    for leaf, target in leaves.items():
+      suffix, change = rules[leaf]
+      key = f"{torch_module}.{suffix}"
+      if key not in state:
+        errors.append(f"missing key {key!r} (for {'/'.join(path + (leaf,))})")
+        continue
+      used.add(key)
+      value = change(state[key]) if change else state[key]
+      if value.shape != tuple(target.shape):
+        errors.append(f"{key}: shape {state[key].shape} gives {value.shape}, but "
+                      f"{'/'.join(path + (leaf,))} needs {tuple(target.shape)}")
+        continue
+      node[leaf] = np.ascontiguousarray(value)
+  return out
+
+
+def convert(name: str, state_dict: Mapping[str, Any]) -> dict[str, dict]:
+  """torchvision `name`'s state_dict -> `{"params": ..., "batch_stats": ...}` of numpy float32.
+
+  The tree has exactly the structure of `models.create(name, num_classes=N).init(...)`, with N
+  read from the last Linear layer; `batch_stats` is `{}` for models without BatchNorm.
+  """
+  if name not in _FAMILIES:
+    raise ValueError(f"no torchvision converter for {name!r}; known: {names()}")
+  module_of, fc = _FAMILIES[name]
+  state = {k: _to_numpy(v) for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+  if f"{fc}.weight" not in state:
+    raise ValueError(f"{name} state_dict has no {fc + '.weight'!r} to read num_classes from; "
+                     f"its keys start {sorted(state)[:5]}")
+  model = models.create(name, num_classes=state[f"{fc}.weight"].shape[0])
+  x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)  # big enough for every family
+  target = jax.eval_shape(model.init, jax.random.key(0), x)
+  params_target = target["params"]
+
+  def module_name(path):
+    return module_of(path, params_target)
+
+  used: set[str] = set()
+  errors: list[str] = []
+  params = _fill(params_target, lambda leaves: (
+      _NORM if "scale" in leaves else _CONV if leaves["kernel"].ndim == 4 else _DENSE),
+      module_name, state, used, errors)
+  batch_stats = _fill(target.get("batch_stats", {}), lambda leaves: _STATS, module_name,
+                      state, used, errors)
+  unexpected = sorted(set(state) - used)
+  if unexpected:
+    errors.append(f"unexpected keys {unexpected}")
+  if errors:
+    raise ValueError(f"torchvision {name} state_dict does not fit jaxcv {name}:\n  "
+                     + "\n  ".join(errors))
+  return {"params": params, "batch_stats": batch_stats}
+
+
+def main(argv=None) -> None:
+  """`python -m jaxcv.weights.torchvision NAME in.pth out.msgpack` (needs torch)."""
+  import argparse
+
+  import torch  # only here: the command line reads .pth files
+
+  from jaxcv.train.pretrained import save_variables
+
+  parser = argparse.ArgumentParser(description=main.__doc__)
+  parser.add_argument("name", choices=names())
+  parser.add_argument("checkpoint", help="torchvision .pth state_dict")
+  parser.add_argument("output", help=".msgpack file for transfer.init_from")
+  args = parser.parse_args(argv)
+  state_dict = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+  save_variables(args.output, convert(args.name, state_dict))
+  print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+  main()
