@@ -1,0 +1,148 @@
+"""In-memory data sets and the helpers the readers share.
+
+A split is held on the host as a dict of NumPy arrays sharing a leading example axis, in the
+batch format of `docs/conventions.md` (`image` float32 RGB in [0, 1] `[N, H, W, 3]`, `label`
+int32, `image_id` int32). The training input pipeline gathers rows with `get`.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+
+class ArrayDataset:
+  """A split held in memory: dict of NumPy arrays sharing a leading example axis.
+
+  Checked when built (a ValueError names the problem): `image` is float32 `[N, H, W, 3]` with
+  values in [0, 1]; `label`, when present, is an integer `[N]` within `[0, num_classes)`
+  (stored as int32); `image_id`, when present, is an integer `[N]` with unique values
+  (stored as int32); every array has the same N.
+  """
+
+  def __init__(self, arrays: Mapping[str, np.ndarray], num_classes: int, name: str,
+               split: str):
+    self.name, self.split = str(name), str(split)
+    self.num_classes = int(num_classes)
+    where = f"data set {self.name!r} split {self.split!r}"
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    if "image" not in arrays:
+      raise ValueError(f"{where}: no 'image' array; keys: {sorted(arrays)}")
+    image = arrays["image"]
+    if image.ndim != 4 or image.shape[-1] != 3:
+      raise ValueError(f"{where}: 'image' has shape {image.shape}; expected [N, H, W, 3] "
+                       "(NHWC, 3 RGB channels; grayscale is repeated in all three)")
+    if image.dtype != np.float32:
+      raise ValueError(f"{where}: 'image' has dtype {image.dtype}; expected float32 in [0, 1]")
+    if image.size:
+      lo, hi = float(image.min()), float(image.max())
+      if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+        raise ValueError(f"{where}: 'image' values span [{lo}, {hi}]; expected [0, 1]")
+    n = image.shape[0]
+    for key, a in arrays.items():
+      if a.ndim == 0 or a.shape[0] != n:
+        raise ValueError(f"{where}: arrays do not share the example axis: 'image' has "
+                         f"{n} rows, {key!r} has shape {a.shape}")
+    for key in ("label", "image_id"):
+      if key not in arrays:
+        continue
+      a = arrays[key]
+      if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{where}: {key!r} has dtype {a.dtype} and shape {a.shape}; "
+                         "expected an integer array [N]")
+      if a.dtype != np.int32:
+        if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
+          raise ValueError(f"{where}: {key!r} does not fit in int32")
+        arrays[key] = a.astype(np.int32)
+    if "label" in arrays:
+      labels = arrays["label"]
+      bad = (labels < 0) | (labels >= self.num_classes)
+      if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{where}: label {int(labels[i])} at index {i} is outside "
+                         f"[0, {self.num_classes}) ({int(bad.sum())} bad labels in all)")
+    if "image_id" in arrays:
+      ids = arrays["image_id"]
+      uniq, counts = np.unique(ids, return_counts=True)
+      if (counts > 1).any():
+        raise ValueError(f"{where}: image_id {int(uniq[np.argmax(counts > 1)])} occurs "
+                         f"{int(counts.max())} times; ids must be unique within a split")
+    self.arrays: dict[str, np.ndarray] = arrays
+
+  def __len__(self) -> int:
+    return int(self.arrays["image"].shape[0])
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """(H, W, 3)."""
+    return tuple(int(d) for d in self.arrays["image"].shape[1:])
+
+  def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows `indices` of every array, as a new dict of new arrays."""
+    indices = np.asarray(indices)
+    return {k: v[indices] for k, v in self.arrays.items()}
+
+  def __repr__(self) -> str:
+    return (f"ArrayDataset({self.name!r}, {self.split!r}, n={len(self)}, "
+            f"image_shape={self.image_shape}, num_classes={self.num_classes}, "
+            f"keys={sorted(self.arrays)})")
+
+
+def check_split(name: str, split: str, splits: Iterable[str]) -> None:
+  """ValueError listing `splits` unless `split` is one of them."""
+  splits = list(splits)
+  if split not in splits:
+    raise ValueError(f"data set {name!r} has no split {split!r}; known splits: {splits}")
+
+
+def _linear_weights(in_size: int, out_size: int) -> np.ndarray:
+  """[in_size, out_size] weights of a half-pixel-centred linear (triangle) resize.
+
+  The same weights as `jax.image.resize(..., method="linear", antialias=True)`: plain
+  bilinear interpolation when enlarging (edge pixels repeated), a widened triangle filter
+  (area-like averaging) when shrinking.
+  """
+  scale = out_size / in_size
+  kernel_scale = max(1.0 / scale, 1.0)
+  sample = (np.arange(out_size, dtype=np.float64) + 0.5) / scale - 0.5
+  x = np.abs(sample[None, :] - np.arange(in_size, dtype=np.float64)[:, None]) / kernel_scale
+  w = np.maximum(0.0, 1.0 - x)
+  return w / w.sum(axis=0, keepdims=True)
+
+
+def resize_images(images: np.ndarray, size: int | tuple[int, int],
+                  chunk: int = 4096) -> np.ndarray:
+  """Bilinear resize of `[N, H, W, C]` float images to `size` (int or (H, W)), in NumPy.
+
+  Deterministic and host-only (no device work); float32 out. Values stay within the input
+  range, since every output is a convex combination of input pixels.
+  """
+  oh, ow = (size, size) if np.isscalar(size) else tuple(size)
+  n, h, w, c = images.shape
+  if (h, w) == (oh, ow):
+    return images.astype(np.float32, copy=False)
+  wh, ww = _linear_weights(h, oh), _linear_weights(w, ow)
+  out = np.empty((n, oh, ow, c), np.float32)
+  for s in range(0, n, chunk):
+    x = images[s:s + chunk].astype(np.float64)
+    x = np.einsum("nhwc,hy->nywc", x, wh)
+    out[s:s + chunk] = np.einsum("nywc,wx->nyxc", x, ww)
+  return out
+
+
+def gray_to_rgb(images: np.ndarray) -> np.ndarray:
+  """`[N, H, W]` or `[N, H, W, 1]` -> `[N, H, W, 3]`, the gray value in every channel."""
+  if images.ndim == 4:
+    if images.shape[-1] == 3:
+      return images
+    if images.shape[-1] != 1:
+      raise ValueError(f"cannot make RGB from images of shape {images.shape}")
+    images = images[..., 0]
+  return np.repeat(images[..., None], 3, axis=-1)
+
+
+def readonly(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Marks cached arrays read-only so no caller can change what later loads return."""
+  for a in arrays.values():
+    a.flags.writeable = False
+  return dict(arrays)
