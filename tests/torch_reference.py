@@ -1,0 +1,30 @@
+"""torch and torchvision for reference tests, or a clean pytest skip when they are missing.
+
+torchvision is imported through the workplace's `shared/tools/torchvision_cpu.py` when the
+repository's parent folder has one (there the torchvision wheel's C++ ops do not load with the
+CPU torch), else as plain torchvision (a user's clone).
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED_TOOLS = Path(__file__).resolve().parents[2] / "shared" / "tools"
+
+
+def import_torchvision():
+  """Returns `(torch, torchvision)`; skips the calling test module when they cannot load."""
+  try:
+    import torch
+  except Exception as e:  # noqa: BLE001  an ImportError or a broken install
+    pytest.skip(f"torch is not available: {e}", allow_module_level=True)
+  try:
+    if (SHARED_TOOLS / "torchvision_cpu.py").is_file():
+      if str(SHARED_TOOLS) not in sys.path:
+        sys.path.insert(0, str(SHARED_TOOLS))
+      from torchvision_cpu import torchvision
+    else:
+      import torchvision
+  except Exception as e:  # noqa: BLE001
+    pytest.skip(f"torchvision is not available: {e}", allow_module_level=True)
+  return torch, torchvision
