@@ -1,0 +1,262 @@
+"""The task-agnostic training loop: build, restore, train sharded, evaluate, checkpoint."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jaxcv import data as data_lib
+from jaxcv import models
+from jaxcv.train import checkpoint as ckpt_lib
+from jaxcv.train import input_pipeline
+from jaxcv.train import mesh as mesh_lib
+from jaxcv.train import optim
+from jaxcv.train import pretrained
+from jaxcv.train import tasks
+from jaxcv.train.metrics_writer import MetricsWriter
+from jaxcv.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
+
+
+class Trainer:
+  """Everything built from a config: data, task, model, optimizer, mesh, compiled steps.
+
+  Tests use it piece by piece (`init_state`, `train_step`); `train_and_evaluate` runs it.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh=None):
+    self.config = config
+    self.mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.get("mesh", {}))
+    d = config.data
+    kwargs = {k: v for k, v in d.items()
+              if k not in ("name", "train_split", "eval_splits", "mean", "std")}
+    self.train_data = data_lib.load(d.name, d.get("train_split", "train"), **kwargs)
+    self.eval_data = {s: data_lib.load(d.name, s, **kwargs)
+                      for s in d.get("eval_splits", ("validation", "test"))}
+    self.task = tasks.get(config.task)(config, self.train_data)
+    m = dict(config.model)
+    name = m.pop("name")
+    dtype = DTYPES.get(config.get("dtype", "float32"))
+    if dtype is None:
+      raise ValueError(f"unknown dtype {config.dtype!r}; known: {sorted(DTYPES)}")
+    frozen = tuple(config.get("transfer", {}).get("frozen", ()))
+    self.model = models.create(name, num_classes=self.train_data.num_classes, dtype=dtype,
+                               frozen_stages=frozen, **m)
+    self.data_axis = self.mesh.shape[mesh_lib.DATA_AXIS]
+    for what, bs in (("batch_size", config.batch_size),
+                     ("eval_batch_size", self.eval_batch_size)):
+      if bs % self.data_axis:
+        raise ValueError(f"{what} {bs} is not divisible by the {self.data_axis} devices "
+                         f"of the mesh's '{mesh_lib.DATA_AXIS}' axis")
+    self._build()
+
+  @property
+  def eval_batch_size(self) -> int:
+    return int(self.config.get("eval_batch_size", 0) or self.config.batch_size)
+
+  def _example_batch(self) -> dict[str, jax.Array]:
+    batch = self.train_data.get(np.arange(self.data_axis))
+    return {k: jnp.asarray(v) for k, v in batch.items()}
+
+  def _init(self, rng: jax.Array) -> TrainState:
+    init_rng, train_rng = jax.random.split(rng)
+    x = self.task.model_input(self._example_batch())
+    variables = self.model.init({"params": init_rng, "dropout": init_rng}, x, train=False)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}),
+                      opt_state=self.tx.init(params), rng=jax.random.key_data(train_rng))
+
+  def _build(self) -> None:
+    c = self.config
+    rng = jax.random.key(int(c.get("seed", 0)))
+    abstract_params = jax.eval_shape(
+        lambda r: self.model.init(r, self.task.model_input(self._example_batch()),
+                                  train=False)["params"], rng)
+    self.tx = optim.make_optimizer(c, abstract_params)
+    self.abstract_state = jax.eval_shape(self._init, rng)
+    self.state_sharding = mesh_lib.state_shardings(self.abstract_state, self.mesh,
+                                                   c.get("mesh", {}))
+    batch_sh = mesh_lib.batch_sharding(self.mesh)
+    rep = mesh_lib.replicated(self.mesh)
+    self._rng = rng
+    self.init_state = jax.jit(self._init, out_shardings=self.state_sharding)
+    self.train_step = jax.jit(self._train_step, in_shardings=(self.state_sharding, batch_sh),
+                              out_shardings=(self.state_sharding, rep), donate_argnums=0)
+    self.eval_step = jax.jit(self._eval_step, in_shardings=(self.state_sharding, batch_sh, rep),
+                             out_shardings=rep)
+
+  def _train_step(self, state: TrainState, batch) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+    def loss_fn(params):
+      variables = dict(state.variables, params=params)
+      return self.task.loss(self.model, variables, batch, rng, True)
+
+    (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    return state.replace(step=state.step + 1, params=params, batch_stats=stats,
+                         opt_state=opt_state), metrics
+
+  def _eval_step(self, state: TrainState, batch, acc):
+    return self.task.eval_update(self.model, state.variables, batch, acc)
+
+  def new_state(self) -> TrainState:
+    state = self.init_state(self._rng)
+    t = self.config.get("transfer", {})
+    if t.get("init_from"):
+      state = pretrained.load_into(state, t.init_from, tuple(t.get("init_exclude", ("head",))),
+                                   self.state_sharding)
+    return state
+
+  def batches(self, start_step: int) -> input_pipeline.TrainBatches:
+    return input_pipeline.TrainBatches(
+        self.train_data, self.config.batch_size, int(self.config.get("seed", 0)), start_step,
+        self.mesh, check=self.task.check_batch, prefetch=int(self.config.get("prefetch", 2)))
+
+  def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
+    acc = jax.device_put(self.task.eval_init(), mesh_lib.replicated(self.mesh))
+    for batch in input_pipeline.eval_batches(self.eval_data[split], self.eval_batch_size,
+                                             self.mesh, check=self.task.check_batch):
+      acc = self.eval_step(state, batch, acc)
+    return self.task.result(acc)
+
+
+@contextlib.contextmanager
+def _preemption_flag():
+  """Yields a dict whose 'set' turns True on SIGTERM (the loop then saves and stops)."""
+  flag = {"set": False}
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+
+  def handler(signum, frame):
+    del signum, frame
+    flag["set"] = True
+
+  old = signal.signal(signal.SIGTERM, handler)
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGTERM, old)
+
+
+def best_split(trainer: Trainer) -> str:
+  return "validation" if "validation" in trainer.eval_data else next(iter(trainer.eval_data))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
+  """Trains `config` in `workdir`, resuming from its checkpoint if there is one.
+
+  Returns `{"step": last step, "preempted": bool, "<split>": metrics of the last evaluation}`.
+  Raises TrainingDivergedError on a NaN/Inf loss (the last good checkpoint stays).
+  """
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  trainer = Trainer(config)
+  c = config
+  num_steps = int(c.num_steps)
+  directions = trainer.task.metric_directions
+  best_metric = c.get("best_metric", "") or None
+  if best_metric and best_metric not in directions:
+    raise ValueError(f"best_metric {best_metric!r} is not a metric of task {c.task!r}; "
+                     f"known: {sorted(directions)}")
+  ckpts = ckpt_lib.Checkpoints(workdir, keep=int(c.get("keep_checkpoints", 3)),
+                               best_metric=best_metric,
+                               best_mode=c.get("best_mode", directions.get(best_metric, "max")))
+  restored = ckpts.restore(jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      trainer.abstract_state, trainer.state_sharding))
+  if restored is not None:
+    state, meta = restored
+    log.info("resumed from step %d in %s", meta["step"], workdir)
+  else:
+    state = trainer.new_state()
+  start = int(jax.device_get(state.step))
+  writer = MetricsWriter(workdir)
+  result: dict[str, Any] = {"step": start, "preempted": False}
+  eval_every = int(c.get("eval_every", 0)) or num_steps
+  ckpt_every = int(c.get("checkpoint_every", 0)) or num_steps
+  log_every = max(int(c.get("log_every", 50)), 1)
+  pick = best_split(trainer)
+
+  def run_eval(step: int, state: TrainState, save_last: bool) -> None:
+    for split in trainer.eval_data:
+      metrics = trainer.evaluate(state, split)
+      writer.write_eval(step, split, metrics)
+      result[split] = metrics
+    ckpts.save(step, state, metrics=result[pick], last=save_last)
+
+  batches = trainer.batches(start) if start < num_steps else None
+  bar = tqdm(total=num_steps, initial=start, desc=workdir.name, dynamic_ncols=True,
+             disable=jax.process_index() != 0 or not c.get("progress_bar", True))
+  try:
+    with _preemption_flag() as preempted:
+      metric_sum, metric_count = None, 0
+      for step in range(start + 1, num_steps + 1):
+        state, metrics = trainer.train_step(state, next(batches))
+        # Summed on the device, asynchronously: no host sync until the log interval.
+        metric_sum = metrics if metric_sum is None else jax.tree.map(jnp.add, metric_sum, metrics)
+        metric_count += 1
+        bar.update(1)
+        result["step"] = step
+        if step % log_every == 0 or step == num_steps or preempted["set"]:
+          means = {k: float(v) / metric_count for k, v in jax.device_get(metric_sum).items()}
+          metric_sum, metric_count = None, 0
+          if not all(map(_finite, means.values())):
+            raise TrainingDivergedError(
+                f"loss is {means['loss']} at step {step} (mean over the last steps): "
+                f"training stopped; the last good checkpoint (step {ckpts.latest_step()}) "
+                f"is kept in {workdir / 'checkpoints'}")
+          writer.write_train(step, means)
+          bar.set_postfix(loss=f"{means['loss']:.4f}")
+        if preempted["set"]:
+          ckpts.save(step, state)
+          result["preempted"] = True
+          log.warning("SIGTERM: saved step %d in %s and stopped", step, workdir)
+          return result
+        is_eval = step % eval_every == 0 or step == num_steps
+        is_ckpt = step % ckpt_every == 0 or step == num_steps
+        if is_eval:
+          run_eval(step, state, save_last=is_ckpt)
+        elif is_ckpt:
+          ckpts.save(step, state)
+      if start >= num_steps:  # a finished run, started again: report, change nothing
+        for split in trainer.eval_data:
+          result[split] = trainer.evaluate(state, split)
+  finally:
+    bar.close()
+    if batches is not None:
+      batches.close()
+    ckpts.close()
+    writer.close()
+  if jax.process_index() == 0:
+    (workdir / "result.json").write_text(json.dumps(result, indent=2))
+  result["state"] = state
+  return result
+
+
+def _finite(x: float) -> bool:
+  return x == x and abs(x) != float("inf")

@@ -1,0 +1,109 @@
+"""Optimizers from the config: SGD+momentum, Adam, AdamW; schedules; decay masks; freezing.
+
+Config keys (all under `config`):
+  optimizer.name            'sgd' | 'adam' | 'adamw'
+  optimizer.learning_rate   peak learning rate
+  optimizer.momentum, optimizer.nesterov       (sgd)
+  optimizer.b1, optimizer.b2, optimizer.eps    (adam, adamw)
+  optimizer.weight_decay    L2 coefficient (coupled for sgd/adam as in torch; decoupled for adamw)
+  optimizer.weight_decay_mask  'kernels' (arrays with ndim > 1: no decay on biases or norm
+                            scales), 'all', or 'none'
+  optimizer.grad_clip_norm  global-norm clipping; 0 turns it off
+  schedule.name             'constant' | 'cosine' | 'step'
+  schedule.warmup_steps     linear warmup from 0
+  schedule.boundaries       'step': fractions of num_steps (< 1) or step numbers
+  schedule.decay_factor     'step': multiplier at each boundary
+  transfer.frozen           top-level parameter modules that get no update (their BatchNorm
+                            runs in inference mode too; the loop tells the model)
+  transfer.head             top-level modules counted as the head
+  transfer.backbone_lr_mult learning-rate multiplier for every non-head, non-frozen module
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+
+
+def make_schedule(config, multiplier: float = 1.0) -> optax.Schedule:
+  lr = float(config.optimizer.learning_rate) * multiplier
+  total = int(config.num_steps)
+  s = config.schedule
+  warmup = int(s.get("warmup_steps", 0))
+  name = s.get("name", "constant")
+  if name == "constant":
+    main = optax.constant_schedule(lr)
+  elif name == "cosine":
+    main = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
+  elif name == "step":
+    bounds = [int(b * total) if b < 1 else int(b) for b in s.get("boundaries", (0.5, 0.75))]
+    factor = float(s.get("decay_factor", 0.1))
+    main = optax.piecewise_constant_schedule(
+        lr, {max(b - warmup, 1): factor for b in bounds})
+  else:
+    raise ValueError(f"unknown schedule.name {name!r}; known: constant, cosine, step")
+  if warmup:
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+  return main
+
+
+def decay_mask(kind: str):
+  """A callable mask (so it also fits the partial trees `multi_transform` hands down)."""
+  if kind == "kernels":
+    return lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  if kind in ("all", "none"):
+    return lambda params: jax.tree.map(lambda p: kind == "all", params)
+  raise ValueError(f"unknown optimizer.weight_decay_mask {kind!r}; known: kernels, all, none")
+
+
+def _base(config, schedule) -> optax.GradientTransformation:
+  o = config.optimizer
+  name = o.get("name", "sgd")
+  wd = float(o.get("weight_decay", 0.0))
+  mask = decay_mask(o.get("weight_decay_mask", "kernels"))
+  parts = []
+  if name == "adamw":
+    return optax.adamw(schedule, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999),
+                       eps=o.get("eps", 1e-8), weight_decay=wd, mask=mask)
+  if wd:
+    parts.append(optax.add_decayed_weights(wd, mask))
+  if name == "sgd":
+    parts.append(optax.sgd(schedule, momentum=o.get("momentum", 0.9) or None,
+                           nesterov=o.get("nesterov", False)))
+  elif name == "adam":
+    parts.append(optax.adam(schedule, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999),
+                            eps=o.get("eps", 1e-8)))
+  else:
+    raise ValueError(f"unknown optimizer.name {name!r}; known: sgd, adam, adamw")
+  return optax.chain(*parts)
+
+
+def param_labels(params: Any, frozen, head) -> Any:
+  """'frozen', 'head' or 'backbone' for every parameter, by its top-level module name."""
+  frozen, head = set(frozen), set(head)
+  unknown = (frozen | head) - set(params)
+  if frozen and unknown & frozen:
+    raise ValueError(f"transfer.frozen names {sorted(unknown & frozen)} that are not "
+                     f"top-level parameter modules; known: {sorted(params)}")
+  def label(top):
+    return "frozen" if top in frozen else "head" if top in head else "backbone"
+  return {k: jax.tree.map(lambda _, k=k: label(k), v) for k, v in params.items()}
+
+
+def make_optimizer(config, params: Any) -> optax.GradientTransformation:
+  """The full transformation: clipping, then per-group optimizers (frozen ones zeroed)."""
+  t = config.get("transfer", {})
+  frozen = tuple(t.get("frozen", ()))
+  head = tuple(t.get("head", ("head",)))
+  mult = float(t.get("backbone_lr_mult", 1.0))
+  main = _base(config, make_schedule(config))
+  if frozen or mult != 1.0:
+    labels = param_labels(params, frozen, head)
+    main = optax.multi_transform(
+        {"head": main,
+         "backbone": _base(config, make_schedule(config, mult)),
+         "frozen": optax.set_to_zero()}, labels)
+  clip = float(config.optimizer.get("grad_clip_norm", 0.0))
+  return optax.chain(optax.clip_by_global_norm(clip), main) if clip else main

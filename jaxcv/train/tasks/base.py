@@ -1,0 +1,64 @@
+"""The task interface the training loop calls, and a helper to run a model."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+
+def apply_model(model: nn.Module, variables: Mapping[str, Any], x: jax.Array, train: bool,
+                rng: jax.Array | None = None) -> tuple[Any, Any]:
+  """Runs `model` and returns `(outputs, new_batch_stats)`.
+
+  In training, BatchNorm statistics are updated (returned; `{}` when the model has none) and
+  `rng` feeds the `dropout` stream. In evaluation the stats come back unchanged.
+  """
+  has_stats = "batch_stats" in variables
+  rngs = {"dropout": rng} if (train and rng is not None) else None
+  if train and has_stats:
+    out, updates = model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+    return out, updates["batch_stats"]
+  out = model.apply(variables, x, train=train, rngs=rngs)
+  return out, variables.get("batch_stats", {})
+
+
+class Task:
+  """What a task gives the loop. Arrays in `batch` follow docs/conventions.md.
+
+  All methods but `check_batch`, `result` and `draw` run inside `jax.jit`.
+  """
+  name: str = "task"
+  #: metric name -> 'max' or 'min'; the loop uses it to pick checkpoints and to report.
+  metric_directions: Mapping[str, str] = {}
+
+  def __init__(self, config, dataset):
+    self.config = config
+    self.num_classes = dataset.num_classes
+
+  def check_batch(self, batch: Mapping[str, np.ndarray]) -> None:
+    """Host-side validation of a NumPy batch; raises ValueError naming the problem."""
+
+  def model_input(self, batch: Mapping[str, jax.Array]) -> jax.Array:
+    return batch["image"]
+
+  def loss(self, model: nn.Module, variables, batch, rng: jax.Array, train: bool
+           ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
+    """Returns `(scalar loss, (metrics for logging, new batch_stats))`."""
+    raise NotImplementedError
+
+  def eval_init(self) -> Any:
+    """Zero accumulator (a pytree of arrays) for one pass over an evaluation split."""
+    raise NotImplementedError
+
+  def eval_update(self, model: nn.Module, variables, batch, acc: Any) -> Any:
+    """Adds one batch (rows with `example_valid` False are ignored) to the accumulator."""
+    raise NotImplementedError
+
+  def result(self, acc: Any) -> dict[str, float]:
+    """The final metric dict, on the host, names as in docs/conventions.md."""
+    raise NotImplementedError
+
+  def draw(self, model: nn.Module, variables, batch, path: str) -> None:
+    """Optional: writes a PNG of predictions on `batch` to `path`."""
