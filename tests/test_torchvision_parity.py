@@ -1,0 +1,108 @@
+"""jaxcv models with converted weights give torchvision's outputs (docs/conventions.md).
+
+torchvision models are randomly initialised and every BatchNorm gets random running stats and
+affine parameters; the check is `‖ours − ref‖ / ‖ref‖ ≤ 1e-4` on the logits, in float32.
+Skipped where torch/torchvision are not installed.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcv import models
+from jaxcv.models import common
+from jaxcv.weights import torchvision as tv_weights
+from torch_reference import import_torchvision
+
+torch, torchvision = import_torchvision()
+
+PARITY = ["alexnet", "vgg11", "vgg16", "vgg19", "vgg16_bn", "resnet18", "resnet34", "resnet50",
+          "resnet101"]
+SIZE = 64  # AlexNet needs >= 63; ResNets and VGGs work from 32
+
+
+def reference(name, seed=0):
+  """torchvision `name` in eval mode, every BatchNorm given random stats and affine params."""
+  torch.manual_seed(seed)
+  model = getattr(torchvision.models, name)(weights=None).eval()
+  with torch.no_grad():
+    for m in model.modules():
+      if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.normal_(0.0, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+        m.weight.normal_(1.0, 0.3)
+        m.bias.normal_(0.0, 0.3)
+  return model
+
+
+def relative_error(ours, ref):
+  return float(np.linalg.norm(np.asarray(ours) - ref) / np.linalg.norm(ref))
+
+
+@pytest.mark.parametrize("name", PARITY)
+def test_converted_weights_match_torchvision(name):
+  ref_model = reference(name)
+  x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+  with torch.no_grad():
+    want = ref_model(x).numpy()
+  variables = tv_weights.convert(name, ref_model.state_dict())
+  model = models.create(name, num_classes=1000)
+  x_nhwc = jnp.asarray(x.numpy().transpose(0, 2, 3, 1))
+  expected = jax.eval_shape(model.init, jax.random.key(0), x_nhwc)
+  assert jax.tree.structure(variables) == jax.tree.structure(
+      {"params": expected["params"], "batch_stats": expected.get("batch_stats", {})})
+  with jax.default_matmul_precision("highest"):
+    ours, _ = model.apply(variables, x_nhwc)  # eager: one call, compiling would cost more
+  assert relative_error(ours, want) <= 1e-4
+
+
+@pytest.mark.parametrize("size_in, size_out", [(7, 7), (1, 7), (5, 7), (10, 7), (13, 6),
+                                               (3, 6), (14, 7)])
+def test_adaptive_avg_pool_matches_torch(size_in, size_out):
+  x = np.random.default_rng(0).normal(size=(2, 3, size_in, size_in + 2)).astype(np.float32)
+  want = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), (size_out, size_out))
+  ours = common.adaptive_avg_pool(jnp.asarray(x.transpose(0, 2, 3, 1)), (size_out, size_out))
+  np.testing.assert_allclose(np.asarray(ours).transpose(0, 3, 1, 2), want.numpy(), rtol=1e-6,
+                             atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def resnet18_state():
+  return reference("resnet18").state_dict()
+
+
+def test_converter_infers_num_classes():
+  state = torchvision.models.resnet18(weights=None, num_classes=7).state_dict()
+  variables = tv_weights.convert("resnet18", state)
+  assert variables["params"]["head"]["kernel"].shape == (512, 7)
+  assert variables["batch_stats"]["stem"]["bn"]["var"].dtype == np.float32
+
+
+def test_converter_accepts_numpy_arrays(resnet18_state):
+  arrays = {k: v.numpy() for k, v in resnet18_state.items()}
+  a = tv_weights.convert("resnet18", arrays)
+  b = tv_weights.convert("resnet18", resnet18_state)
+  assert jax.tree.all(jax.tree.map(np.array_equal, a, b))
+
+
+def test_converter_unknown_name_lists_known_ones(resnet18_state):
+  with pytest.raises(ValueError, match=r"'resnet152'.*resnet101"):
+    tv_weights.convert("resnet152", resnet18_state)
+
+
+def test_converter_reports_missing_unexpected_and_shape_errors(resnet18_state):
+  state = dict(resnet18_state)
+  del state["layer2.0.bn1.running_var"]
+  state["extra.weight"] = torch.zeros(3)
+  state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+  with pytest.raises(ValueError) as info:
+    tv_weights.convert("resnet18", state)
+  message = str(info.value)
+  assert "missing key 'layer2.0.bn1.running_var'" in message
+  assert "unexpected keys ['extra.weight']" in message
+  assert "layer1.0.conv1.weight" in message and "(3, 3, 64, 64)" in message
+
+
+def test_converter_rejects_another_architecture(resnet18_state):
+  with pytest.raises(ValueError, match="missing key 'layer1.0.conv3.weight'"):
+    tv_weights.convert("resnet50", resnet18_state)
