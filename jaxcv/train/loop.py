@@ -134,11 +134,16 @@ class Trainer:
         self.train_data, self.config.batch_size, int(self.config.get("seed", 0)), start_step,
         self.mesh, check=self.task.check_batch, prefetch=int(self.config.get("prefetch", 2)))
 
-  def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
+  def evaluate(self, state: TrainState, split: str, picture: str | Path | None = None
+               ) -> dict[str, float]:
+    """Metrics of `split`; with `picture`, the task draws its first batch there (a PNG)."""
     acc = jax.device_put(self.task.eval_init(), mesh_lib.replicated(self.mesh))
-    for batch in input_pipeline.eval_batches(self.eval_data[split], self.eval_batch_size,
-                                             self.mesh, check=self.task.check_batch):
+    for i, batch in enumerate(input_pipeline.eval_batches(
+        self.eval_data[split], self.eval_batch_size, self.mesh, check=self.task.check_batch)):
       acc = self.eval_step(state, batch, acc)
+      if i == 0 and picture is not None and jax.process_index() == 0:
+        Path(picture).parent.mkdir(parents=True, exist_ok=True)
+        self.task.draw(self.model, state.variables, batch, str(picture))
     return self.task.result(acc)
 
 
@@ -204,7 +209,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
   def run_eval(step: int, state: TrainState, save_last: bool) -> None:
     for split in trainer.eval_data:
-      metrics = trainer.evaluate(state, split)
+      picture = workdir / "pictures" / f"{split}_step{step}.png" if split == pick else None
+      metrics = trainer.evaluate(state, split, picture)
       writer.write_eval(step, split, metrics)
       result[split] = metrics
     ckpts.save(step, state, metrics=result[pick], last=save_last)

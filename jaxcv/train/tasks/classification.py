@@ -96,3 +96,23 @@ class Classification(Task):
     n = max(float(acc["count"]), 1.0)
     return {"accuracy": float(acc["correct"]) / n, "top5": float(acc["top5"]) / n,
             "loss": float(acc["loss"]) / n}
+
+  def draw(self, model, variables, batch, path):
+    """A grid of the first 16 images with predicted and true labels (red where wrong)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    (logits, _), _ = apply_model(model, variables, self.model_input(batch), False)
+    pred = np.asarray(jnp.argmax(logits, -1))
+    images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
+    n = min(16, len(images))
+    fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(n, 2.6), squeeze=False)
+    for ax in axes.ravel():
+      ax.axis("off")
+    for i, ax in enumerate(axes.ravel()[:n]):
+      ax.imshow(np.clip(images[i], 0, 1))
+      ax.set_title(f"{pred[i]} / {labels[i]}", fontsize=9,
+                   color="black" if pred[i] == labels[i] else "red")
+    fig.suptitle("predicted / true", fontsize=9, y=1.04)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
