@@ -44,8 +44,8 @@ def import_torchvision():
   return torch, torchvision
 
 
-def time_steps(step, warmup: int, steps: int) -> float:
-  """Median seconds of `step()` (which must block until its work is done) after warm-up."""
+def time_steps(step, warmup: int, steps: int) -> list[float]:
+  """Seconds of each timed `step()` (which must block until its work is done) after warm-up."""
   for _ in range(warmup):
     step()
   times = []
@@ -53,10 +53,10 @@ def time_steps(step, warmup: int, steps: int) -> float:
     start = time.perf_counter()
     step()
     times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return times
 
 
-def jaxcv_step_time(args, images: np.ndarray, labels: np.ndarray) -> float:
+def jaxcv_step_times(args, images: np.ndarray, labels: np.ndarray) -> list[float]:
   device = jax.devices(args.device)[0] if args.device != "auto" else jax.devices()[0]
   model = models.create("resnet50", num_classes=1000)
   x = jax.device_put(jnp.asarray(images.transpose(0, 2, 3, 1)), device)  # NCHW -> NHWC
@@ -89,7 +89,8 @@ def jaxcv_step_time(args, images: np.ndarray, labels: np.ndarray) -> float:
   return time_steps(step, args.warmup, args.steps)
 
 
-def torch_step_time(args, torch, torchvision, images: np.ndarray, labels: np.ndarray) -> float:
+def torch_step_times(args, torch, torchvision, images: np.ndarray,
+                     labels: np.ndarray) -> list[float]:
   use_cuda = args.device in ("auto", "gpu", "cuda") and torch.cuda.is_available()
   device = torch.device("cuda" if use_cuda else "cpu")
   model = torchvision.models.resnet50(weights=None, num_classes=1000).to(device).train()
@@ -126,16 +127,18 @@ def main() -> None:
   print(f"ResNet-50 train step, batch {args.batch}, {args.size}x{args.size}, SGD momentum, "
         f"softmax CE; median of {args.steps} steps after {args.warmup} warm-up")
 
-  results = {"jaxcv": jaxcv_step_time(args, images, labels)}
+  results = {"jaxcv": jaxcv_step_times(args, images, labels)}
   torch, torchvision = import_torchvision()
   if torch is None:
     print("torch is not installed: torch side skipped")
   else:
-    results["torch"] = torch_step_time(args, torch, torchvision, images, labels)
-  for name, seconds in results.items():
-    print(f"{name:6s} {seconds * 1e3:9.1f} ms/step  {args.batch / seconds:8.1f} images/s")
-  if "torch" in results:
-    print(f"ratio jaxcv/torch step time: {results['jaxcv'] / results['torch']:.2f}")
+    results["torch"] = torch_step_times(args, torch, torchvision, images, labels)
+  median = {name: statistics.median(times) for name, times in results.items()}
+  for name, times in results.items():
+    print(f"{name:6s} {median[name] * 1e3:9.1f} ms/step (min {min(times) * 1e3:.1f}, "
+          f"max {max(times) * 1e3:.1f})  {args.batch / median[name]:8.1f} images/s")
+  if "torch" in median:
+    print(f"ratio jaxcv/torch step time (medians): {median['jaxcv'] / median['torch']:.2f}")
 
 
 if __name__ == "__main__":
