@@ -2,7 +2,7 @@
 
 First convert torchvision weights (needs the `torch` extra and a downloaded .pth):
 
-  python -m jaxcv.weights resnet50 resnet50-11ad3fa6.pth runs/resnet50_imagenet.msgpack
+  python -m jaxcv.weights.torchvision resnet50 resnet50-11ad3fa6.pth runs/resnet50_imagenet.msgpack
 
 Then, fine-tuning with a 10x lower learning rate for the backbone (default here):
 

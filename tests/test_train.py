@@ -277,3 +277,20 @@ def test_bad_label_in_the_data_stops_training_with_the_message(monkeypatch):
     for _ in range(60):
       next(it)
   it.close()
+
+
+def test_transfer_learning_from_a_variables_file(tmp_path):
+  from jaxcv.train.pretrained import save_variables
+  t = Trainer(fast_config(), mesh=one_device_mesh())
+  source = jax.device_get(t.new_state())
+  # a recognisable "pretrained" model: every parameter shifted by 1
+  params = jax.tree.map(lambda p: p + 1.0, source.params)
+  save_variables(tmp_path / "pre.msgpack", {"params": params})
+  c = fast_config(**{"transfer.init_from": str(tmp_path / "pre.msgpack")})
+  start = jax.device_get(Trainer(c, mesh=one_device_mesh()).new_state())
+  tree_equal(start.params["stage2"], params["stage2"])
+  tree_equal(start.params["head"], source.params["head"])  # excluded: fresh init
+  bad = fast_config(**{"transfer.init_from": str(tmp_path / "pre.msgpack"),
+                       "model.name": "mlp"})
+  with pytest.raises(ValueError, match="pretrained params have no 'fc1'"):
+    Trainer(bad, mesh=one_device_mesh()).new_state()
