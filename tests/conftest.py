@@ -20,7 +20,11 @@ def load_config(name: str, **overrides):
   spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+  return override(module.get_config(), **overrides)
+
+
+def override(config, **overrides):
+  """Sets dotted keys (`"optimizer.name"`) of a ConfigDict in place and returns it."""
   for key, value in overrides.items():
     node = config
     *path, last = key.split(".")

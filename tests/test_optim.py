@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import override
 from jaxcv.train import optim
 
 
@@ -16,13 +17,7 @@ def make_config(**over):
                      weight_decay_mask="kernels", grad_clip_norm=0.0),
       schedule=dict(name="constant", warmup_steps=0),
       transfer=dict(frozen=(), head=("head",), backbone_lr_mult=1.0)))
-  for k, v in over.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return override(c, **over)
 
 
 PARAMS = {"stage1": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))},

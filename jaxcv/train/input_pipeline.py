@@ -4,7 +4,8 @@ Why: a resumed run must see exactly the batches an uninterrupted one sees. With 
 position derived from the step stored in the checkpoint, nothing else needs saving. Each
 epoch is a fresh seeded permutation of the split; batches run across epoch boundaries so
 every step has a full global batch (static shapes). Each process loads only its own rows,
-and a background thread keeps `prefetch` batches ready so the step never waits on the host.
+and a background thread keeps `prefetch` host batches ready so the step never waits on the
+host.
 """
 from __future__ import annotations
 
@@ -58,8 +59,10 @@ class TrainBatches:
     self._step = start_step
     self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
     self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._produce, args=(start_step,), daemon=True)
-    self._thread.start()
+    self._thread = None
+    if prefetch > 0:
+      self._thread = threading.Thread(target=self._produce, args=(start_step,), daemon=True)
+      self._thread.start()
 
   def _host_batch(self, step: int) -> dict[str, np.ndarray]:
     idx = batch_indices(self._seed, step, self._batch_size, len(self._dataset))
@@ -71,7 +74,7 @@ class TrainBatches:
   def _produce(self, step: int) -> None:
     while not self._stop.is_set():
       try:
-        item = (step, mesh_lib.global_batch(self._host_batch(step), self._mesh))
+        item = (step, self._host_batch(step))
       except Exception as e:  # noqa: BLE001 - handed to the consumer, raised there
         item = (step, e)
       while not self._stop.is_set():
@@ -88,16 +91,23 @@ class TrainBatches:
     return self
 
   def __next__(self) -> dict[str, jax.Array]:
-    step, batch = self._queue.get()
-    assert step == self._step, (step, self._step)
-    if isinstance(batch, Exception):
-      raise batch
+    if self._thread is None:  # prefetch=0: load in the caller's thread
+      batch = self._host_batch(self._step)
+    else:
+      step, batch = self._queue.get()
+      assert step == self._step, (step, self._step)
+      if isinstance(batch, Exception):
+        raise batch
     self._step += 1
-    return batch
+    # Placed on the devices here, in the thread that runs the steps: transfers issued from
+    # another thread while a step's collectives run deadlocked XLA's CPU client (8
+    # simulated devices). device_put is asynchronous, so this does not wait either.
+    return mesh_lib.global_batch(batch, self._mesh)
 
   def close(self) -> None:
     self._stop.set()
-    self._thread.join(timeout=5)
+    if self._thread is not None:
+      self._thread.join(timeout=5)
 
 
 def eval_batches(dataset, batch_size: int, mesh,
