@@ -21,10 +21,10 @@ def main(argv):
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
   for noisy in ("absl", "orbax", "jax._src"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  from jaxcv.train import TrainingDivergedError, train_and_evaluate
+  from jaxcv.train import train_and_evaluate
   try:
     result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except TrainingDivergedError as e:
+  except FloatingPointError as e:  # NaN/Inf loss, or non-finite parameters refused a save
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   result.pop("state", None)
