@@ -35,7 +35,8 @@ def test_quickstart_lenet_digits_reaches_97_percent_test_accuracy(tmp_path):
 def test_bfloat16_trains_lenet_to_within_a_point_of_float32(tmp_path):
   acc = {}
   for dtype in ("float32", "bfloat16"):
-    c = load_config("lenet_digits", dtype=dtype, progress_bar=False)
+    c = load_config("lenet_digits", dtype=dtype, progress_bar=False,
+                    **{"mesh.shape": {"data": 1}})
     acc[dtype] = train_and_evaluate(c, tmp_path / dtype)["test"]["accuracy"]
   print(f"test accuracy: {acc}")
   assert acc["bfloat16"] >= 0.96
