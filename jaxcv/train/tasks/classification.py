@@ -1,7 +1,7 @@
 """Image classification: softmax cross-entropy; accuracy, top-5 and loss."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
