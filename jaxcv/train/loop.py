@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import signal
 import threading
 from pathlib import Path
@@ -234,18 +235,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if step % log_every == 0 or step == num_steps or preempted["set"]:
           means = {k: float(v) / metric_count for k, v in jax.device_get(metric_sum).items()}
           metric_sum, metric_count = None, 0
-          if not all(map(_finite, means.values())):
+          if not all(map(math.isfinite, means.values())):
+            last = ckpts.latest_step()
+            kept = (f"the last good checkpoint (step {last}) is kept in "
+                    f"{workdir / 'checkpoints'}" if last is not None else
+                    "no checkpoint had been saved yet")
             raise TrainingDivergedError(
-                f"loss is {means['loss']} at step {step} (mean over the last steps): "
-                f"training stopped; the last good checkpoint (step {ckpts.latest_step()}) "
-                f"is kept in {workdir / 'checkpoints'}")
+                f"loss is {means['loss']} at step {step} (mean since the last log step): "
+                f"training stopped; {kept}")
           writer.write_train(step, means)
           bar.set_postfix(loss=f"{means['loss']:.4f}")
         if preempted["set"]:
           ckpts.save(step, state)
           result["preempted"] = True
           log.warning("SIGTERM: saved step %d in %s and stopped", step, workdir)
-          return result
+          break
         is_eval = step % eval_every == 0 or step == num_steps
         is_ckpt = step % ckpt_every == 0 or step == num_steps
         if is_eval:
@@ -266,6 +270,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   result["state"] = state
   return result
 
-
-def _finite(x: float) -> bool:
-  return x == x and abs(x) != float("inf")
