@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcv.layers.conv import conv_general_dilated
 from jaxcv.models import common
 from jaxcv.models.registry import register
 
@@ -26,7 +27,8 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 def _conv(features, kernel, strides, padding, dtype, name):
   return nn.Conv(features, (kernel, kernel), (strides, strides), padding=((padding, padding),) * 2,
-                 use_bias=False, dtype=dtype, kernel_init=conv_init, name=name)
+                 use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
+                 conv_general_dilated=conv_general_dilated)
 
 
 class BasicBlock(nn.Module):
