@@ -1,6 +1,7 @@
 """The task interface the training loop calls, and a helper to run a model."""
 from __future__ import annotations
 
+import abc
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -24,7 +25,7 @@ def apply_model(model: nn.Module, variables: Mapping[str, Any], x: jax.Array, tr
   return out, variables.get("batch_stats", {})
 
 
-class Task:
+class Task(abc.ABC):
   """What a task gives the loop. Arrays in `batch` follow docs/conventions.md.
 
   All methods but `check_batch`, `result` and `draw` run inside `jax.jit`.
@@ -43,22 +44,22 @@ class Task:
   def model_input(self, batch: Mapping[str, jax.Array]) -> jax.Array:
     return batch["image"]
 
+  @abc.abstractmethod
   def loss(self, model: nn.Module, variables, batch, rng: jax.Array, train: bool
            ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
     """Returns `(scalar loss, (metrics for logging, new batch_stats))`."""
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def eval_init(self) -> Any:
     """Zero accumulator (a pytree of arrays) for one pass over an evaluation split."""
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def eval_update(self, model: nn.Module, variables, batch, acc: Any) -> Any:
     """Adds one batch (rows with `example_valid` False are ignored) to the accumulator."""
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def result(self, acc: Any) -> dict[str, float]:
     """The final metric dict, on the host, names as in docs/conventions.md."""
-    raise NotImplementedError
 
   def draw(self, model: nn.Module, variables, batch, path: str) -> None:
     """Optional: writes a PNG of predictions on `batch` to `path`."""
