@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 Dtype = Any
+# torchvision's conv init for ResNet and VGG: kaiming normal, fan_out, for ReLU.
+kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def check_input(x: jax.Array, model: str, min_size: int = 1, exact_size: int | None = None):

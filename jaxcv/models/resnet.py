@@ -21,13 +21,11 @@ from jaxcv.models import common
 from jaxcv.models.registry import register
 
 ModuleDef = Any
-# torchvision's conv init: kaiming normal, fan_out, for ReLU.
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def _conv(features, kernel, strides, padding, dtype, name):
   return nn.Conv(features, (kernel, kernel), (strides, strides), padding=((padding, padding),) * 2,
-                 use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
+                 use_bias=False, dtype=dtype, kernel_init=common.kaiming_fan_out, name=name,
                  conv_general_dilated=conv_general_dilated)
 
 

@@ -21,8 +21,6 @@ from jaxcv.models.registry import register
 # Convs per stage; stage i has width 64 * 2**i capped at 512 (scaled by width / 64).
 CONFIGS = {"vgg11": (1, 1, 2, 2, 2), "vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 STAGE_WIDTHS = (64, 128, 256, 512, 512)
-# torchvision's VGG conv init: kaiming normal, fan_out, for ReLU.
-conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 class ConvStage(nn.Module):
@@ -36,7 +34,7 @@ class ConvStage(nn.Module):
   def __call__(self, x):
     for i in range(1, self.num_convs + 1):
       x = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
-                  kernel_init=conv_init, name=f"conv{i}")(x)
+                  kernel_init=common.kaiming_fan_out, name=f"conv{i}")(x)
       if self.norm is not None:
         x = self.norm(name=f"bn{i}")(x)
       x = nn.relu(x)

@@ -28,10 +28,16 @@ class CheckpointMismatchError(ValueError):
   """The checkpoint's arrays do not fit the state the config builds."""
 
 
-def all_finite(tree: Any) -> bool:
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return bool(jnp.all(jnp.stack(leaves))) if leaves else True
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def all_finite(tree: Any) -> bool:
+  """True when every float array in `tree` is free of NaN and Inf (one compiled reduction)."""
+  return bool(_all_finite(tree))
 
 
 def _manager(directory: Path, keep: int, best_metric: str | None = None,
@@ -75,14 +81,13 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self.last.latest_step()
 
-  def restore(self, abstract_state: Any, manager: ocp.CheckpointManager | None = None
-              ) -> tuple[Any, dict] | None:
+  def restore(self, abstract_state: Any) -> tuple[Any, dict] | None:
     """Restores the newest readable checkpoint into `abstract_state`'s shapes and shardings.
 
     Returns `(state, meta)`, or None when there is no checkpoint. Unreadable checkpoints are
     skipped with a warning, newest first; a shape mismatch raises CheckpointMismatchError.
     """
-    manager = manager or self.last
+    manager = self.last
     manager.reload()
     steps = sorted(manager.all_steps(), reverse=True)
     for step in steps:

@@ -83,9 +83,9 @@ def _base(config, schedule) -> optax.GradientTransformation:
 def param_labels(params: Any, frozen, head) -> Any:
   """'frozen', 'head' or 'backbone' for every parameter, by its top-level module name."""
   frozen, head = set(frozen), set(head)
-  unknown = (frozen | head) - set(params)
-  if frozen and unknown & frozen:
-    raise ValueError(f"transfer.frozen names {sorted(unknown & frozen)} that are not "
+  unknown = frozen - set(params)
+  if unknown:
+    raise ValueError(f"transfer.frozen names {sorted(unknown)} that are not "
                      f"top-level parameter modules; known: {sorted(params)}")
   def label(top):
     return "frozen" if top in frozen else "head" if top in head else "backbone"

@@ -13,6 +13,7 @@ from typing import Any
 import flax.serialization
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 
 def save_variables(path: str | Path, variables: dict[str, Any]) -> None:
@@ -26,14 +27,14 @@ def read_variables(path: str | Path) -> dict[str, Any]:
   path = Path(path)
   if path.is_file():
     return flax.serialization.msgpack_restore(path.read_bytes())
-  from jaxcv.train.checkpoint import Checkpoints  # avoids a cycle at import time
   ckpt_dir = path / "checkpoints"
   if not ckpt_dir.is_dir():
     raise FileNotFoundError(f"transfer.init_from {str(path)!r} is neither a variables file "
                             f"nor a workdir with a checkpoints/ folder")
-  import orbax.checkpoint as ocp
-  mgr = Checkpoints(path, keep=1).last
-  step = mgr.latest_step()
+  # Read-only: the source run's checkpoints are never pruned or written from here.
+  with ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
+      read_only=True, create=False)) as mgr:
+    step = mgr.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
   tree = ocp.StandardCheckpointer().restore(ckpt_dir / str(step) / "state")

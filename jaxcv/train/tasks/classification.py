@@ -1,6 +1,7 @@
 """Image classification: softmax cross-entropy; accuracy, top-5 and loss."""
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 import jax
@@ -23,6 +24,13 @@ def check_image_batch(batch: Mapping[str, np.ndarray], image_shape) -> None:
                      f"[B, {', '.join(map(str, image_shape))}] (NHWC, 3 channels)")
   if not np.issubdtype(img.dtype, np.floating):
     raise ValueError(f"batch 'image' has dtype {img.dtype}; expected float32 in [0, 1]")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(model, variables, x):
+  """Predicted classes `[B]` (for pictures; the metrics come from `eval_update`)."""
+  (logits, _), _ = apply_model(model, variables, x, False)
+  return jnp.argmax(logits, -1)
 
 
 @tasks.register("classification")
@@ -102,8 +110,7 @@ class Classification(Task):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    (logits, _), _ = apply_model(model, variables, self.model_input(batch), False)
-    pred = np.asarray(jnp.argmax(logits, -1))
+    pred = np.asarray(_predict(model, variables, self.model_input(batch)))
     images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
     n = min(16, len(images))
     fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(n, 2.6), squeeze=False)
