@@ -330,7 +330,8 @@ def numpy_match(q, high, low, allow, valid):
 def test_match_matches_numpy_loop_with_padding(allow):
   rng = RNG(8)
   for trial in range(6):
-    q = (rng.integers(0, 8, (M_GT, N_PRED)) / 8).astype(np.float32)  # many ties
+    # many ties, also of a gt's best quality below the high threshold
+    q = (rng.integers(0, 8, (M_GT, N_PRED)) * (0.55 if trial % 2 else 1) / 8).astype(np.float32)
     q[rng.uniform(size=q.shape) < 0.5] = 0
     valid = rng.uniform(size=M_GT) < 0.7 if trial else np.zeros(M_GT, bool)
     got = np.asarray(match_jit(q, 0.6, 0.3, allow, valid))

@@ -175,8 +175,9 @@ def test_match_equals_torchvision(allow, thresholds):
   for trial in range(8):
     if trial % 2:
       q = rng.uniform(0, 0.8, (M_GT, N_PRED)).astype(np.float32)
-    else:  # IoU-like: mostly zeros, many ties at 0 and at quantised values
-      q = (rng.integers(0, 10, (M_GT, N_PRED)) / 10).astype(np.float32)
+    else:  # IoU-like: mostly zeros, many ties at 0 and at quantised values; a gt's best
+      # quality is often tied between predictions and below the high threshold
+      q = (rng.integers(0, 10, (M_GT, N_PRED)) * 0.08).astype(np.float32)
       q[rng.uniform(size=q.shape) < 0.6] = 0
     want = torch_match(q, high, low, allow)
     got = np.asarray(match_jit(q, high, low, allow))
