@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-_TILE = 128  # boxes per tile: big enough that loop overhead is small, small enough to stop early
+_TILE = 64  # boxes per tile: big enough that loop overhead is small, small enough to stop early
 
 
 # ------------------------------------------------------------------------------------------
