@@ -56,6 +56,8 @@ def test_confusion_and_prf_match_sklearn():
     logits, labels = _case(rng, classes=C if i % 2 else C - 3)
     if i % 3 == 0:
       logits[:, 1] = -10.0  # class 1 never predicted
+    if i % 2 == 0:
+      logits[:, C - 1] = -10.0  # class C-1 in neither labels nor predictions
     preds = np.argmax(logits, 1)
     cm = np.asarray(_cm(preds, labels, C))
     np.testing.assert_array_equal(cm, sk_confusion_matrix(labels, preds, labels=np.arange(C)))
