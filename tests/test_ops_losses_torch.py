@@ -147,3 +147,25 @@ def test_pixel_bce_matches_torch_with_logits():
   assert_close(PIXEL_BCE(logits, with_ignore, ignore_value=255.0), want_mean)
   assert_close(PIXEL_BCE(logits, with_ignore, ignore_value=255.0, reduction="none"),
                np.where(ignore, 0, ref))
+
+
+@pytest.mark.parametrize("name", sorted(BOX_LOSSES))
+def test_box_loss_gradients_match_torch_autograd(name):
+  """CIoU's alpha is under no_grad in torchvision and under stop_gradient here."""
+  _, ref = BOX_LOSSES[name]
+  ours = {"giou": L.giou_loss, "diou": L.diou_loss, "ciou": L.ciou_loss}[name]
+  a, b = box_pairs(11)
+  a_t = t(a).requires_grad_(True)
+  ref(a_t, t(b), reduction="sum").backward()
+  got = jax.jit(jax.grad(lambda x: ours(x, b, reduction="sum")))(a)
+  assert_close(got, a_t.grad.numpy())
+
+
+def test_sigmoid_focal_gradient_matches_torch_autograd():
+  rng = np.random.default_rng(12)
+  logits = (rng.normal(size=(6, 5)) * 3).astype(np.float32)
+  targets = (rng.uniform(size=(6, 5)) < 0.3).astype(np.float32)
+  x_t = t(logits).requires_grad_(True)
+  torchvision.ops.sigmoid_focal_loss(x_t, t(targets), reduction="sum").backward()
+  got = jax.jit(jax.grad(lambda x: L.sigmoid_focal_loss(x, targets, reduction="sum")))(logits)
+  assert_close(got, x_t.grad.numpy())

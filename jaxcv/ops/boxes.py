@@ -157,9 +157,11 @@ def _geometry(a: jax.Array, b: jax.Array) -> _Geometry:
   (float `[..., 4]` broadcasting against each other), in torchvision's arithmetic order."""
   x1, y1, x2, y2 = (a[..., i] for i in range(4))
   x1g, y1g, x2g, y2g = (b[..., i] for i in range(4))
-  iw = jnp.maximum(jnp.minimum(x2, x2g) - jnp.maximum(x1, x1g), 0)
-  ih = jnp.maximum(jnp.minimum(y2, y2g) - jnp.maximum(y1, y1g), 0)
-  inter = iw * ih
+  iw = jnp.minimum(x2, x2g) - jnp.maximum(x1, x1g)
+  ih = jnp.minimum(y2, y2g) - jnp.maximum(y1, y1g)
+  # as torchvision's loss-side intersection: 0, with a zero gradient, unless both overlaps are
+  # strictly positive (so touching boxes get no gradient from the intersection)
+  inter = jnp.where((iw > 0) & (ih > 0), iw * ih, 0)
   union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
   ew = jnp.maximum(jnp.maximum(x2, x2g) - jnp.minimum(x1, x1g), 0)
   eh = jnp.maximum(jnp.maximum(y2, y2g) - jnp.minimum(y1, y1g), 0)
