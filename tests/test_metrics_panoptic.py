@@ -1,6 +1,9 @@
 """PQ / SQ / RQ against a port of panopticapi's pq_compute_single_core and pq_average written
 here as dict-based loops over segment pairs, on random panoptic maps with void pixels, crowd
-regions, wrong categories and vanished segments; analytic values; batches; input errors."""
+regions, wrong categories and vanished segments; the jit-able batch counts against the NumPy
+ones; analytic values; batches; input errors."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -162,6 +165,33 @@ def test_matches_panopticapi_port_on_random_batches():
     ref = reference_average(stats, isthing)
     for key in ("pq", "sq", "rq", "n"):
       np.testing.assert_allclose(out[key + suffix], ref[key], atol=1e-12, err_msg=key + suffix)
+
+
+_batch_counts = jax.jit(panoptic.batch_counts, static_argnums=(4,))
+
+
+def test_jit_batch_counts_match_numpy():
+  rng = np.random.default_rng(2)
+  k = len(CAT_IDS)
+  total = {"iou": jnp.zeros(k), "tp": jnp.zeros(k, jnp.int32), "fp": jnp.zeros(k, jnp.int32),
+           "fn": jnp.zeros(k, jnp.int32)}
+  counts = panoptic.init(CATEGORIES)
+  for step in range(6):
+    images = [random_image(rng) for _ in range(4)]
+    maps = [np.stack([im[k] for im in images]) for k in (0, 3)]
+    segs = [{key: np.stack([im[k][key] for im in images]) for key in images[0][k]}
+            for k in (1, 4)]
+    valid = np.array([True, True, step % 2 == 0, True])
+    got = _batch_counts(maps[1], segs[1], maps[0], segs[0], tuple(CAT_IDS), valid)
+    total = jax.tree.map(jnp.add, total, got)
+    counts = panoptic.update(counts, maps[1], segs[1], maps[0], segs[0], CATEGORIES, valid)
+    for key in ("tp", "fp", "fn"):
+      np.testing.assert_array_equal(np.asarray(total[key]), counts[key], err_msg=key)
+    np.testing.assert_allclose(np.asarray(total["iou"]), counts["iou"], rtol=1e-6)
+  assert counts["tp"].sum() > 10 and counts["fp"].sum() > 10
+  a, b = panoptic.compute(total, CATEGORIES), panoptic.compute(counts, CATEGORIES)
+  for key in ("pq", "sq", "rq", "pq_things", "pq_stuff"):
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-6, err_msg=key)
 
 
 def test_crowd_and_void_rules_per_image():

@@ -38,11 +38,19 @@ Inputs:
 Raises ValueError (panopticapi raises KeyError) for a non-zero id in a map that has no valid
 segment, a valid predicted segment with no pixels, repeated or zero segment ids, categories
 not in `categories`, and mismatched shapes.
+
+`batch_counts` computes the same counts as a jit-able jnp function of a padded batch (for an
+evaluation accumulator on device). Values cannot be checked under jit, so there: map ids
+without a valid segment count as VOID, segments of unknown categories and predicted segments
+without pixels are not counted, and repeated ids are undefined. Feed it data that `update`
+accepts and the counts agree (IoU sums in float32).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -70,7 +78,7 @@ def init(categories) -> dict:
           "fn": np.zeros(k, np.int64)}
 
 
-def _segments(name, segs, crowd):
+def _segments(name, segs, crowd, xp=np):
   """The segment arrays of `segs`: ids, classes, (iscrowd,) valid, defaults filled in."""
   if not isinstance(segs, Mapping) or "segment_ids" not in segs \
      or "segment_classes" not in segs:
@@ -80,7 +88,7 @@ def _segments(name, segs, crowd):
       [("segment_iscrowd", False)] if crowd else []) + [("segment_valid", True)]
   out = []
   for key, default in keys:
-    x = np.asarray(segs[key]) if key in segs else np.full(shape, default)
+    x = xp.asarray(segs[key]) if key in segs else xp.full(shape, default)
     if x.shape != shape:
       raise ValueError(f"{name}[{key!r}] has shape {x.shape}, segment_ids {shape}")
     out.append(x)
@@ -185,6 +193,80 @@ def update(counts, pred_panoptic, pred_segments, gt_panoptic, gt_segments, categ
                   g_ids[i][gv].astype(np.int64), g_cls[i][gv].astype(np.int64),
                   g_crowd[i][gv].astype(bool), cat_ids)
   return counts
+
+
+def _slots(panoptic, ids, valid):
+  """Per pixel: 0 for VOID or an id without a valid segment, k + 1 for the segment ids[k]."""
+  big = jnp.iinfo(jnp.int32).max
+  key = jnp.where(valid & (ids > 0), ids.astype(jnp.int32), big)
+  order = jnp.argsort(key)
+  sorted_key = key[order]
+  pos = jnp.clip(jnp.searchsorted(sorted_key, panoptic), 0, ids.shape[0] - 1)
+  hit = (sorted_key[pos] == panoptic) & (sorted_key[pos] != big) & (panoptic != 0)
+  return jnp.where(hit, order[pos] + 1, 0)
+
+
+def _image_counts_jnp(pred, p_ids, p_cls, p_valid, gt, g_ids, g_cls, g_crowd, g_valid,
+                      cat_ids):
+  k = cat_ids.shape[0]
+  s_g, s_p = g_ids.shape[0], p_ids.shape[0]
+  gi = _slots(gt.reshape(-1).astype(jnp.int32), g_ids, g_valid)
+  pi = _slots(pred.reshape(-1).astype(jnp.int32), p_ids, p_valid)
+  inter = jax.ops.segment_sum(jnp.ones(gi.shape, jnp.int32), gi * (s_p + 1) + pi,
+                              num_segments=(s_g + 1) * (s_p + 1)).reshape(s_g + 1, s_p + 1)
+  g_area, p_area = inter[1:].sum(1), inter[:, 1:].sum(0)
+  p_void, both = inter[0, 1:], inter[1:, 1:]
+  g_eq, p_eq = g_cls[:, None] == cat_ids[None], p_cls[:, None] == cat_ids[None]
+  g_cat, p_cat = jnp.argmax(g_eq, 1), jnp.argmax(p_eq, 1)
+  g_ok = g_valid & (g_ids > 0) & g_eq.any(1)
+  p_ok = p_valid & (p_ids > 0) & p_eq.any(1) & (p_area > 0)
+  cat_same = (g_cat[:, None] == p_cat[None, :]) & g_ok[:, None] & p_ok[None, :]
+  union = p_area[None, :] + g_area[:, None] - both - p_void[None, :]
+  match = cat_same & ~g_crowd[:, None] & (2 * both > union)  # IoU > 0.5, exact in ints
+  iou = jnp.where(match, both / jnp.maximum(union, 1).astype(jnp.float32), 0.0)
+  g_matched, p_matched = match.any(1), match.any(0)
+  crowd = cat_same & g_crowd[:, None]
+  ignored = p_void + jnp.sum(jnp.where(crowd, both, 0), 0)
+  fn = g_ok & ~g_crowd & ~g_matched
+  fp = p_ok & ~p_matched & ~(2 * ignored > p_area)
+  count = lambda x, cat: jax.ops.segment_sum(x.astype(jnp.int32), cat, num_segments=k)
+  return {"iou": jax.ops.segment_sum(iou.sum(1), g_cat, num_segments=k),
+          "tp": count(g_matched, g_cat), "fp": count(fp, p_cat), "fn": count(fn, g_cat)}
+
+
+def batch_counts(pred_panoptic, pred_segments, gt_panoptic, gt_segments, category_ids,
+                 valid=None) -> dict:
+  """Jit-able counts of a batch: `{"iou": float32 [K], "tp", "fp", "fn": int32 [K]}`.
+
+  pred_panoptic, gt_panoptic: int `[B, H, W]`; *_segments: dicts of `[B, S]` arrays as for
+  `update` (padded, `segment_valid`); category_ids: the K category ids in the order of
+  `categories` (a static sequence of ints); valid: bool `[B]` (`example_valid`).
+  Accumulate with `jax.tree.map(jnp.add, counts, batch_counts(...))` from
+  `jax.tree.map(jnp.zeros_like, ...)`, then `compute(counts, categories)` on the host.
+  """
+  pred, gt = jnp.asarray(pred_panoptic), jnp.asarray(gt_panoptic)
+  if pred.shape != gt.shape or pred.ndim != 3:
+    raise ValueError(f"pred_panoptic {pred.shape} and gt_panoptic {gt.shape} must be the same "
+                     "[B, H, W] shape")
+  if not (jnp.issubdtype(pred.dtype, jnp.integer) and jnp.issubdtype(gt.dtype, jnp.integer)):
+    raise ValueError(f"panoptic maps must be integer ids, got {pred.dtype} and {gt.dtype}")
+  cat_ids = jnp.asarray(np.asarray(category_ids, np.int32).reshape(-1))
+  b = pred.shape[0]
+  segs = []
+  for name, seg, crowd in (("pred_segments", pred_segments, False),
+                           ("gt_segments", gt_segments, True)):
+    arrays = _segments(name, seg, crowd, jnp)
+    if arrays[0].ndim != 2 or arrays[0].shape[0] != b:
+      raise ValueError(f"{name} segment_ids has shape {arrays[0].shape}; the maps need "
+                       f"[{b}, S]")
+    segs.append(arrays)
+  (p_ids, p_cls, p_valid), (g_ids, g_cls, g_crowd, g_valid) = segs
+  per_image = jax.vmap(_image_counts_jnp, in_axes=(0,) * 9 + (None,))(
+      pred, p_ids, p_cls.astype(jnp.int32), p_valid.astype(bool), gt, g_ids,
+      g_cls.astype(jnp.int32), g_crowd.astype(bool), g_valid.astype(bool), cat_ids)
+  v = jnp.ones((b,), bool) if valid is None else jnp.asarray(valid, bool).reshape(b)
+  return {key: jnp.sum(jnp.where(v[:, None], x, 0), 0).astype(x.dtype)
+          for key, x in per_image.items()}
 
 
 def compute(counts, categories) -> dict:
