@@ -19,7 +19,9 @@ Per class c, as VOCevaldet:
 4. recall = cumulative TP / number of non-difficult boxes, precision = cumulative TP /
    cumulative (TP + FP) (skipped detections count in neither).
 5. AP: `use_07_metric` (VOC2007) averages, over the 11 recall levels t = 0, 0.1, ..., 1 (the
-   doubles nearest k/10), the maximum precision at recall >= t (0 if none); otherwise
+   doubles nearest k/10; voc_eval.py's `np.arange(0., 1.1, 0.1)` holds 0.30000000000000004,
+   0.6000000000000001 and 0.7000000000000001, so a recall of exactly 3/10, 6/10 or 7/10 misses
+   that level there), the maximum precision at recall >= t (0 if none); otherwise
    (VOC2010+) the area under the precision envelope (precision made monotone from the right),
    summed over the points where recall changes, with (0, 0) and (1, 0) appended as VOCap.
 `plus_one`: the devkit's pixel convention, width = x2 - x1 + 1 (in intersections and areas);
