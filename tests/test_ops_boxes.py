@@ -32,7 +32,8 @@ def numpy_ious(a, b, eps=1e-7):
       cw = max(p[2], q[2]) - min(p[0], q[0])
       ch = max(p[3], q[3]) - min(p[1], q[1])
       giou = iou - (cw * ch - union) / (cw * ch)
-      d2 = ((p[0] + p[2]) / 2 - (q[0] + q[2]) / 2) ** 2 + ((p[1] + p[3]) / 2 - (q[1] + q[3]) / 2) ** 2
+      d2 = (((p[0] + p[2]) / 2 - (q[0] + q[2]) / 2) ** 2
+            + ((p[1] + p[3]) / 2 - (q[1] + q[3]) / 2) ** 2)
       diou = iou - d2 / (cw ** 2 + ch ** 2 + eps)
       v = 4 / math.pi ** 2 * (math.atan((p[2] - p[0]) / (p[3] - p[1]))
                               - math.atan((q[2] - q[0]) / (q[3] - q[1]))) ** 2
