@@ -286,6 +286,7 @@ def test_conv2d_matches_numpy_loop(k, s, p, d, groups):
 
 @pytest.mark.parametrize("k,s,p,op,d,groups", [
     ((4, 4), (2, 2), (1, 1), (0, 0), (1, 1), 1),   # FCN 2x
+    ((4, 3), (2, 3), (0, 1), (1, 2), (1, 1), 1),   # output_padding past the last tap
     ((3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 2),   # output_padding, groups
     ((3, 2), (3, 1), (0, 1), (2, 0), (2, 1), 1),   # dilation, output_padding < stride
     ((3, 3), (1, 1), (0, 0), (1, 1), (2, 2), 1),   # output_padding < dilation (stride 1)
