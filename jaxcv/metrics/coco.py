@@ -356,27 +356,26 @@ def _match(ious, g_ig, g_crowd, g_area, g_valid, g_idnz, d_valid, thr, area_rng)
   return jnp.moveaxis(dtm, 0, 1), jnp.moveaxis(dtig, 0, 1)
 
 
-def _segment_suffix_max(v, last):
-  """Suffix max of v [A, N] within segments; last [N] marks each segment's last element."""
-  vr, fr = v[:, ::-1], jnp.broadcast_to(last[::-1], v.shape)
+def _segment_suffix_max(v, seg):
+  """Suffix max of v [A, N] within runs of equal seg [N] (pointer doubling, log2 N steps)."""
+  n = v.shape[1]
+  pos = jnp.arange(n)
 
-  def op(x, y):
-    fx, vx = x
-    fy, vy = y
-    return fx | fy, jnp.where(fy, vy, jnp.maximum(vx, vy))
+  def body(j, v):
+    nxt = pos + jnp.left_shift(1, j)
+    nxt_c = jnp.minimum(nxt, n - 1)
+    same = (nxt < n) & (seg[nxt_c] == seg)
+    return jnp.where(same, jnp.maximum(v, v[:, nxt_c]), v)
 
-  _, out = lax.associative_scan(op, (fr, vr), axis=1)
-  return out[:, ::-1]
+  return lax.fori_loop(0, max(1, (n - 1).bit_length()), body, v)
 
 
 @jax.jit
-def _accumulate(dtm, dtig, area, score, seg, valid, last, seg_start, seg_end, npig, c_r,
-                area_rng):
+def _accumulate(dtm, dtig, area, score, seg, valid, seg_start, seg_end, npig, c_r, area_rng):
   """COCOeval.accumulate for one maxDet over all categories at once.
 
   Detections [N] sorted by (category, -score, image, rank): dtm / dtig bool [T, A, N], area,
-  score float64 [N], seg [N] category index (padding: K), valid [N], last [N] (last element
-  of its category); seg_start / seg_end [K+1]
+  score float64 [N], seg [N] category index (padding: K), valid [N]; seg_start / seg_end [K+1]
   positions; npig [K, A] non-ignored GT counts; c_r [K, A, R] the smallest tp count whose
   recall tp / npig reaches each recall threshold. Returns precision [T, R, K, A], recall
   [T, K, A], scores [T, R, K, A] (-1 where npig == 0).
@@ -400,7 +399,7 @@ def _accumulate(dtm, dtig, area, score, seg, valid, last, seg_start, seg_end, np
     tl = (tc - t0[:, seg]).astype(jnp.float64)
     fl = (fc - f0[:, seg]).astype(jnp.float64)
     pr = tl / (fl + tl + np.spacing(1))
-    prm = _segment_suffix_max(pr, last)
+    prm = _segment_suffix_max(pr, seg)
     total = (tpad[:, seg_end] - t0)[:, :k]  # [A, K]
     c = jnp.moveaxis(c_r, 1, 0)  # [A, K, R]
     target = t0[:, :k, None] + c
@@ -550,7 +549,7 @@ def _evaluate_data(data: _Data, sigmas=None) -> COCOEvalResult:
       qg = local % pg[qp]
       flat_iou = _pair_ious(data, det[p0d[qp] + qd], g_order[p0g[qp] + qg], sigmas)
       # bucket pairs by padded (D, G)
-      db = np.array([_next_pow(int(x), 4, 4) for x in pd])
+      db = np.array([_next_pow(int(x), 4, 8) for x in pd])
       db = np.minimum(db, _next_pow(max_dets[-1], 2, 4))
       gb = np.array([_next_pow(int(x), 4, 4) for x in pg])
       for dsz, gsz in sorted(set(zip(db.tolist(), gb.tolist()))):
@@ -581,8 +580,7 @@ def _evaluate_data(data: _Data, sigmas=None) -> COCOEvalResult:
             np.transpose(_pad_rows(dtm[idx], size), (1, 2, 0)),
             np.transpose(_pad_rows(dtig[idx], size), (1, 2, 0)),
             _pad_rows(d["area"][di], size), _pad_rows(d["score"][di], size), seg,
-            np.arange(size) < nm, np.r_[seg[1:] != seg[:-1], True], seg_start, seg_end, npig,
-            c_r, area_rng)
+            np.arange(size) < nm, seg_start, seg_end, npig, c_r, area_rng)
         precision[..., mi] = np.asarray(pr)
         recall[..., mi] = np.asarray(rc)
         scores[..., mi] = np.asarray(ss)
