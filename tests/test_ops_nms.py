@@ -118,8 +118,8 @@ def random_case(rng, size, real=None):
   centres = rng.uniform(0, 100, (int(rng.integers(1, 6)), 2))
   c = centres[rng.integers(0, len(centres), size)] + rng.normal(0, 5, (size, 2))
   wh = rng.uniform(0, 40, (size, 2))
-  if style == 1:  # integer coordinates: many IoUs exactly at simple fractions like 0.5
-    c, wh = np.round(c), np.round(wh)
+  if style == 1:  # small integer boxes: many IoUs exactly equal to thresholds like 0.5, 0.4
+    c, wh = rng.integers(0, 8, (size, 2)).astype(float), rng.integers(1, 5, (size, 2))
   wh[rng.uniform(size=size) < 0.1, int(rng.integers(0, 2))] = 0  # zero-area boxes
   boxes = np.concatenate([c - wh / 2, c + wh / 2], axis=1).astype(np.float32)
   dup = rng.uniform(size=size) < 0.15
