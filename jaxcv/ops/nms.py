@@ -15,7 +15,7 @@ per `T` kept boxes, so the cost grows with the number KEPT, not with N^2); the g
 inside the tile is then the unique fixpoint of
 `keep_i = candidate_i & ~any_{j<i}(keep_j & iou_ij > t)`, reached by iterating that update
 from `keep = candidate` until nothing changes (after k iterations the first k boxes are
-final, so it is exact; in practice it takes 2-5 iterations). The loop stops as soon as
+final, so it is exact, and it stops at the first unchanged pass). The loop stops as soon as
 `max_output_size` boxes are kept or no candidate is left. This is NOT the tiled TPU NMS of
 other JAX projects (which compares against a hard-coded 0.5 inside a tile).
 
