@@ -39,8 +39,14 @@ runtime `+ 0.0` so they round as in C. bbox and mask IoU are therefore bit-ident
 pycocotools; OKS can differ from NumPy's by a few ulp because XLA's `exp` is not libm's.
 
 Inputs accepted: `segmentation` as RLE dicts (compressed `counts` str/bytes, or uncompressed
-count lists). Polygons are not rasterised here (pycocotools' rleFrPoly is not ported): a
-polygon raises ValueError; convert with `pycocotools.mask.frPyObjects` + `merge` first.
+count lists) or polygon lists `[[x0, y0, x1, y1, ...], ...]` in GT and results, rasterised
+as pycocotools' annToRLE (`merge(frPyObjects(polys, h, w))`, ported in `coco_rle`: identical
+counts). GT area is always the annotation's `area` field; a polygon result's area is that of
+its merged RLE (segm branch of loadRes) or w*h when the first result has a bbox (bbox branch,
+as pycocotools). pycocotools' own loadRes fails on polygon results without a bbox
+(maskUtils.area of a list); here they are evaluated as their merged RLEs would be.
+Polygon lists pycocotools cannot read (empty, or a first polygon of <= 4 numbers) raise
+ValueError.
 Bad input (detection on an unknown image or category, negative box size, non-finite score,
 wrong keypoint length, mask size differing from its image) raises ValueError.
 """
@@ -102,12 +108,14 @@ def _index_of(ids: np.ndarray, sorted_ids: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _rle_of(segm, h: int, w: int, what: str) -> dict:
-  if isinstance(segm, list):
-    msg = (f"{what}: polygon segmentations are not supported; give RLE dicts "
-           "(pycocotools.mask.frPyObjects + merge converts polygons)")
-    raise ValueError(msg)  # noqa: TRY004
+  if isinstance(segm, list):  # polygons, merged into one RLE as pycocotools' annToRLE
+    try:
+      counts = coco_rle.polygons_to_counts(segm, h, w)
+    except (ValueError, TypeError) as e:
+      raise ValueError(f"{what}: bad polygon segmentation ({e})") from None
+    return {"size": [h, w], "counts": counts}
   if not isinstance(segm, dict):
-    msg = f"{what}: segmentation must be an RLE dict, got {type(segm).__name__}"
+    msg = f"{what}: segmentation must be an RLE dict or polygon list, got {type(segm).__name__}"
     raise ValueError(msg)  # noqa: TRY004
   sh, sw = (int(v) for v in segm.get("size", (-1, -1)))
   if (sh, sw) != (h, w):
@@ -211,7 +219,7 @@ def _pack(gt: dict, dets: Sequence[dict], iou_type: str, num_kpts: int | None) -
       raise ValueError("detection bbox [x, y, w, h] must be finite with w, h >= 0")
   if iou_type == "segm" and n:
     if any("segmentation" not in r for r in dets):
-      raise ValueError("segm evaluation: every result needs an RLE 'segmentation'")
+      raise ValueError("segm evaluation: every result needs a 'segmentation' (RLE or polygons)")
     d["runs"] = _runs_list([r["segmentation"] for r in dets], img_hw[d["img"]], "detection")
   if iou_type == "keypoints" and n:
     if any("keypoints" not in r for r in dets):

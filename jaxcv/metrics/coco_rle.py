@@ -118,3 +118,166 @@ def _size(rle: dict) -> tuple[int, int]:
   if h < 0 or w < 0:
     raise ValueError(f"RLE size must be non-negative, got {[h, w]}")
   return h, w
+
+
+# ------------------------------------------------------------------------------------------
+# Polygons (maskApi.c rleFrPoly, _mask.pyx frPyObjects) and merge (rleMerge).
+
+_INT_MIN = -(2 ** 31)  # what x86's cvttsd2si gives for (int)NaN in rleFrPoly
+
+
+def polygon_counts(xy, h: int, w: int) -> np.ndarray:
+  """Run lengths (int64) of one polygon rasterised as maskApi.c `rleFrPoly`.
+
+  `xy`: flat `[x0, y0, x1, y1, ...]` in pixels (pixel centres at integers, as COCO); an odd
+  trailing number is ignored (`len // 2` points, as frPoly). Fewer than 3 points give what C
+  gives: 0 points an empty mask, 1 or 2 points the degenerate edge walk (empty in practice).
+
+  Steps, in float64 / integer arithmetic identical to the C code: vertices upsampled by 5 and
+  truncated toward zero `(int)(5 x + .5)`; every edge walked along its major axis with the
+  minor coordinate `(int)(start + s t + .5)` (walked from the lower end, points kept in edge
+  order); where consecutive points change x, a y-boundary at the downsampled column (kept
+  only on an integer column inside the image, row clipped to [0, h] and rounded up); the
+  mask toggles at each boundary `x * h + y` (column-major), coincident boundaries cancelling
+  in pairs as the C run merging does. Vectorised over the walked points (no Python loops).
+  """
+  h, w = _check_hw(h, w, "polygon")
+  p = np.asarray(xy, dtype=np.float64).reshape(-1)
+  k = p.size // 2
+  if k == 0:
+    return np.asarray([h * w], np.int64)
+  if not np.all(np.isfinite(p[:2 * k])):
+    raise ValueError("polygon coordinates must be finite")
+  scale = 5.0
+  x = np.trunc(scale * p[0:2 * k:2] + .5).astype(np.int64)
+  y = np.trunc(scale * p[1:2 * k:2] + .5).astype(np.int64)
+  xs, ys, xe, ye = x, y, np.roll(x, -1), np.roll(y, -1)  # edge j: vertex j -> j + 1 (mod k)
+  dx, dy = np.abs(xe - xs), np.abs(ys - ye)
+  major_x = dx >= dy
+  flip = (major_x & (xs > xe)) | (~major_x & (ys > ye))
+  xs, xe = np.where(flip, xe, xs), np.where(flip, xs, xe)
+  ys, ye = np.where(flip, ye, ys), np.where(flip, ys, ye)
+  with np.errstate(divide="ignore", invalid="ignore"):  # dx = dy = 0: 0 / 0 = NaN as in C
+    s = np.where(major_x, (ye - ys).astype(np.float64) / dx, (xe - xs).astype(np.float64) / dy)
+  n = np.maximum(dx, dy) + 1  # points on each edge
+  edge = np.repeat(np.arange(k), n)
+  d = np.arange(edge.size) - np.repeat(np.cumsum(n) - n, n)
+  t = np.where(flip[edge], (n - 1)[edge] - d, d)
+  se, mx = s[edge], major_x[edge]
+  base = np.where(mx, ys[edge], xs[edge]).astype(np.float64)
+  with np.errstate(invalid="ignore"):
+    minor = np.trunc(base + se * t.astype(np.float64) + .5)
+  minor = np.where(np.isnan(minor), _INT_MIN, minor).astype(np.int64)
+  u = np.where(mx, t + xs[edge], minor)
+  v = np.where(mx, minor, t + ys[edge])
+  # y-boundary points, downsampled.
+  u0, u1, v0, v1 = u[:-1], u[1:], v[:-1], v[1:]
+  xd = np.where(u1 < u0, u1, u1 - 1).astype(np.float64)
+  xd = (xd + .5) / scale - .5
+  keep = (u1 != u0) & (np.floor(xd) == xd) & (xd >= 0) & (xd <= w - 1)
+  yd = np.minimum(v0, v1)[keep].astype(np.float64)
+  yd = np.ceil(np.clip((yd + .5) / scale - .5, 0, h))
+  pos = xd[keep].astype(np.int64) * h + yd.astype(np.int64)
+  return _counts_from_toggles(pos, h * w, odd_only=True)
+
+
+def _counts_from_toggles(pos: np.ndarray, total: int, odd_only: bool) -> np.ndarray:
+  """Canonical run lengths of a mask that toggles at sorted-or-not positions `pos` (those at
+  or past `total` dropped; with `odd_only`, a position toggles iff it occurs an odd number
+  of times)."""
+  pos = np.asarray(pos, np.int64)
+  pos = pos[pos < total]
+  if odd_only:
+    uniq, mult = np.unique(pos, return_counts=True)
+    pos = uniq[mult % 2 == 1]
+  return np.diff(np.concatenate([[0], pos, [total]])).astype(np.int64)
+
+
+def from_polygon(xy, h: int, w: int) -> dict:
+  """One polygon `[x0, y0, x1, y1, ...]` -> RLE dict `{"size": [h, w], "counts": bytes}`, as
+  maskApi.c rleFrPoly + rleToString (see `polygon_counts`)."""
+  return {"size": [int(h), int(w)], "counts": counts_to_string(polygon_counts(xy, h, w))}
+
+
+def from_polygons(polygons, h: int, w: int) -> list[dict]:
+  """A list of polygons -> a list of RLE dicts, as `pycocotools.mask.frPyObjects(polygons, h,
+  w)` does for a list whose first entry has more than 4 numbers (every entry is then taken
+  as a polygon, `len // 2` points). pycocotools treats a first entry of exactly 4 numbers as
+  a box list and fails on Python lists, and rejects shorter first entries or an empty list:
+  those raise ValueError here."""
+  _check_polygons(polygons)
+  return [from_polygon(p, h, w) for p in polygons]
+
+
+def polygons_to_counts(polygons, h: int, w: int) -> np.ndarray:
+  """Run lengths (int64) of the union of a list of polygons, as pycocotools' `annToRLE`:
+  `merge(frPyObjects(polygons, h, w))` (one polygon: its rleFrPoly counts unchanged)."""
+  _check_polygons(polygons)
+  return merge_counts([polygon_counts(p, h, w) for p in polygons], int(h) * int(w))
+
+
+def polygons_to_rle(polygons, h: int, w: int) -> dict:
+  """A COCO polygon segmentation (list of `[x0, y0, ...]`) -> merged RLE dict with bytes
+  counts, equal to `pycocotools.mask.merge(pycocotools.mask.frPyObjects(polygons, h, w))`."""
+  return {"size": [int(h), int(w)], "counts": counts_to_string(polygons_to_counts(polygons, h, w))}
+
+
+def merge_counts(counts_list, total: int, intersect: bool = False) -> np.ndarray:
+  """Union (or intersection) of masks given as run lengths that each sum to `total`, as
+  maskApi.c rleMerge: a single input is returned unchanged; otherwise the result is the
+  canonical run lengths of the combined mask (C gives the same for inputs without zero-length
+  runs after the first, which is every output of encode / rleFrPoly / rleMerge). Vectorised
+  with a sweep over run boundaries."""
+  counts_list = [np.asarray(c, np.int64).reshape(-1) for c in counts_list]
+  if not counts_list:
+    raise ValueError("merge: need at least one RLE")
+  for c in counts_list:
+    if int(c.sum()) != total:
+      raise ValueError(f"merge: RLE counts sum to {int(c.sum())}, expected {total} pixels")
+  if len(counts_list) == 1:
+    return counts_list[0].copy()
+  starts, ends = zip(*(runs(c) for c in counts_list))
+  pos = np.concatenate(starts + ends)
+  delta = np.concatenate([np.ones(sum(s.size for s in starts), np.int64),
+                          -np.ones(sum(e.size for e in ends), np.int64)])
+  uniq, inv = np.unique(pos, return_inverse=True)
+  cover = np.cumsum(np.bincount(inv.reshape(-1), weights=delta, minlength=uniq.size))
+  on = cover >= len(counts_list) if intersect else cover > 0
+  prev = np.concatenate([[False], on[:-1]])
+  return _counts_from_toggles(uniq[on != prev], total, odd_only=False)
+
+
+def merge(rles, intersect: bool = False) -> dict:
+  """List of RLE dicts (same size) -> their union (intersection with `intersect`), as
+  `pycocotools.mask.merge`; bytes counts. Different sizes raise ValueError (C returns an
+  empty 0x0 RLE)."""
+  rles = list(rles)
+  if not rles:
+    raise ValueError("merge: need at least one RLE")
+  sizes = {_size(r) for r in rles}
+  if len(sizes) != 1:
+    raise ValueError(f"merge: RLEs have different sizes {sorted(sizes)}")
+  h, w = sizes.pop()
+  out = merge_counts([rle_counts(r) for r in rles], h * w, intersect)
+  return {"size": [h, w], "counts": counts_to_string(out)}
+
+
+def _check_hw(h, w, what):
+  h, w = int(h), int(w)
+  if h < 0 or w < 0:
+    raise ValueError(f"{what}: image size must be non-negative, got {[h, w]}")
+  return h, w
+
+
+def _check_polygons(polygons):
+  if not isinstance(polygons, (list, tuple)) or len(polygons) == 0:
+    raise ValueError("polygon segmentation must be a non-empty list of [x0, y0, x1, y1, ...]")
+  first = polygons[0]
+  if np.ndim(first) != 1:
+    raise ValueError("polygon segmentation must be a list of flat [x0, y0, x1, y1, ...] lists")
+  if len(first) <= 4:
+    raise ValueError(f"polygon segmentation: the first polygon has {len(first)} numbers; "
+                     "pycocotools needs more than 4 (4 would be read as a box, fewer rejected)")
+  for p in polygons:
+    if np.ndim(p) != 1:
+      raise ValueError("polygon segmentation: every polygon must be a flat list of numbers")
