@@ -4,8 +4,8 @@
 over ArrayRecord files, what grain's `MapDataset` wants) and returns each record mapped to the
 example interface of `docs/conventions.md` (the batch table minus the batch axis: NumPy
 arrays, unpadded). `decode_<name>(record)` is that mapping for one record as tfds gives it
-(a nested dict of NumPy arrays; text as `str` or `bytes`); `READERS` holds them by name and
-`reader(name)` looks one up. Padding to `max_boxes`, augmentation and batching happen later in
+(a nested dict; sequences as arrays or lists; text as `str` or `bytes`); `READERS` holds
+them by name and `reader(name)` looks one up. Padding to `max_boxes`, augmentation and batching happen later in
 the pipeline.
 
 | name | task keys | notes |
@@ -204,6 +204,8 @@ def _objects(record: Mapping[str, Any], key: str, fields: tuple[str, ...]
   if len(set(lengths.values())) != 1 or -1 in lengths.values():
     raise ValueError(f"record[{key!r}] fields have different lengths: {lengths}")
   bbox = out.get("bbox")
+  if bbox is not None and bbox.size == 0:  # data_source gives an empty list for no objects
+    bbox = out["bbox"] = np.zeros((0, 4), np.float32)
   if bbox is not None and (bbox.ndim != 2 or bbox.shape[1] != 4):
     raise ValueError(f"record[{key!r}]['bbox'] has shape {bbox.shape}; expected [n, 4] "
                      "(ymin, xmin, ymax, xmax) normalised")
