@@ -10,6 +10,10 @@ Conventions (as maskApi.c):
 - Compressed counts (`rleToString` / `rleFrString`): LEB128-like, 6 bits a character in
   ASCII 48..111, each count from the 4th on stored as the difference to the count two before.
 - An RLE object is a dict `{"size": [h, w], "counts": str | bytes | list[int]}`.
+- Polygons (COCO's non-crowd GT): `polygon_counts` / `from_polygon` port rleFrPoly,
+  `from_polygons` frPyObjects on a polygon list, `merge` rleMerge, and `polygons_to_rle` /
+  `polygons_to_counts` annToRLE (`merge(frPyObjects(polys, h, w))`); counts are identical to
+  pycocotools'. About 0.3-0.5 ms per 480x640 object (pycocotools' C: 0.02-0.06 ms).
 """
 from __future__ import annotations
 
