@@ -40,13 +40,14 @@ centre:
   nearest edge pixel (so depth stays > 0 and normals unit). Dense losses that must ignore
   padding ask for `pixel_valid=True`, which adds the key `pixel_valid` bool [H, W] (True on
   real pixels); once present, every later transform moves it too.
-- Boxes are mapped, clipped to the output image and dropped when their visible fraction
-  (clipped area / mapped area) is below the transform's `keep_fraction` (every transform drops
-  boxes with no visible part); a zero-area box is kept while it lies inside the image
-  (closed). Dropping a box drops the object's row from every per-object array. `area` is
+- Boxes are clipped to the source image (boxes wholly outside it are dropped), mapped,
+  clipped to the real (not padded) part of the output image and dropped when their visible
+  fraction (clipped area / mapped area) is below the transform's `keep_fraction` (every
+  transform drops boxes with no visible part); a zero-area box is kept while it lies inside
+  the image (closed). Dropping a box drops the object's row from every per-object array. `area` is
   recomputed from the masks when masks are present, else scaled with the box (area times
   the scale factors times the visible fraction). Keypoints are mapped; those outside the
-  output image (closed) get v = 0 (their x, y are kept, as in detectron2).
+  real part of the output image (closed) get v = 0 (their x, y are kept, as in detectron2).
 - Panoptic segments whose id no longer occurs in `panoptic` are dropped from the segment
   arrays.
 Bad input (image not [H, W, 3], boxes not [n, 4], inverted or non-finite boxes, per-object
@@ -230,6 +231,12 @@ class _AxisAligned:
   def area_scale(self) -> float:
     return abs(self.sx * self.sy)
 
+  def valid_rect(self) -> tuple[float, float, float, float]:
+    """The part of the output showing the source image (x1, y1, x2, y2)."""
+    xs = sorted((self.tx, self.sx * self.in_w + self.tx))
+    ys = sorted((self.ty, self.sy * self.in_h + self.ty))
+    return (max(xs[0], 0.0), max(ys[0], 0.0), min(xs[1], self.out_w), min(ys[1], self.out_h))
+
 
 class _Dense:
   """A per-pixel map: output pixel centre p samples the source at `src[p]` (continuous x, y).
@@ -238,11 +245,13 @@ class _Dense:
   iteration q <- q + (x - src(q)), exact where the map's Jacobian is close to identity (smooth
   elastic fields); `iterations` bounds the work."""
 
-  def __init__(self, in_hw, src_x, src_y, iterations: int = 20):
+  def __init__(self, in_hw, src_x, src_y, iterations: int = 100):
     self.in_h, self.in_w = in_hw
     self.out_h, self.out_w = src_x.shape
     self.flip_x = False
     self.src_x, self.src_y = src_x, src_y
+    self.dx = src_x - (np.arange(self.out_w) + 0.5)[None, :]
+    self.dy = src_y - (np.arange(self.out_h) + 0.5)[:, None]
     self.iterations = iterations
     self.inside = (src_x >= 0) & (src_x < self.in_w) & (src_y >= 0) & (src_y < self.in_h)
     self.ny = np.clip(np.floor(src_y), 0, self.in_h - 1).astype(np.intp)
@@ -268,18 +277,22 @@ class _Dense:
     return out.astype(a.dtype, copy=False)
 
   def _sample_src(self, q):
-    """Bilinear value of the map at continuous output positions q [..., 2]."""
+    """The map at continuous output positions q [..., 2]: q + displacement, the displacement
+    bilinear between pixel centres and extended from the nearest edge outside the image."""
     coords = [np.clip(q[..., 1] - 0.5, 0, self.out_h - 1).ravel(),
               np.clip(q[..., 0] - 0.5, 0, self.out_w - 1).ravel()]
-    sx = ndimage.map_coordinates(self.src_x, coords, order=1, mode="nearest")
-    sy = ndimage.map_coordinates(self.src_y, coords, order=1, mode="nearest")
-    return np.stack([sx, sy], axis=-1).reshape(q.shape)
+    dx = ndimage.map_coordinates(self.dx, coords, order=1, mode="nearest")
+    dy = ndimage.map_coordinates(self.dy, coords, order=1, mode="nearest")
+    return q + np.stack([dx, dy], axis=-1).reshape(q.shape)
 
   def points(self, xy):
     xy = np.asarray(xy, np.float64)
     q = xy.copy()
     for _ in range(self.iterations):
-      q = q + (xy - self._sample_src(q))
+      step = xy - self._sample_src(q)
+      q = q + step
+      if step.size == 0 or np.abs(step).max() < 1e-5:
+        break
     return q
 
   def boxes(self, boxes, samples: int = 9):
@@ -297,6 +310,9 @@ class _Dense:
 
   def area_scale(self) -> float:
     return 1.0
+
+  def valid_rect(self) -> tuple[float, float, float, float]:
+    return (0.0, 0.0, float(self.out_w), float(self.out_h))
 
 
 # ------------------------------------------------------------------------------ core
@@ -325,22 +341,25 @@ def _apply(example: Example, geom, keep_fraction: float = 0.0, keep: np.ndarray 
 
   keep: optional bool [n] of objects allowed to survive (besides the visibility rule)."""
   h, w, n = check_example(example)
-  out_h, out_w = geom.out_h, geom.out_w
+  vx1, vy1, vx2, vy2 = geom.valid_rect()
   out: Example = {k: v for k, v in example.items() if k in _SCALAR_KEYS or np.ndim(v) == 0}
 
   # objects: which survive
   alive = np.ones(n, bool) if keep is None else np.asarray(keep, bool).copy()
   if "boxes" in example:
-    old = np.asarray(example["boxes"], np.float64)
+    raw = np.asarray(example["boxes"], np.float64)
+    in_src = (raw[:, 0] <= w) & (raw[:, 2] >= 0) & (raw[:, 1] <= h) & (raw[:, 3] >= 0)
+    old = np.stack([np.clip(raw[:, 0], 0, w), np.clip(raw[:, 1], 0, h),
+                    np.clip(raw[:, 2], 0, w), np.clip(raw[:, 3], 0, h)], -1)
     mapped = geom.boxes(old)
-    clipped = np.stack([np.clip(mapped[:, 0], 0, out_w), np.clip(mapped[:, 1], 0, out_h),
-                        np.clip(mapped[:, 2], 0, out_w), np.clip(mapped[:, 3], 0, out_h)], -1)
-    inside = ((mapped[:, 0] <= out_w) & (mapped[:, 2] >= 0) & (mapped[:, 1] <= out_h)
-              & (mapped[:, 3] >= 0))
+    clipped = np.stack([np.clip(mapped[:, 0], vx1, vx2), np.clip(mapped[:, 1], vy1, vy2),
+                        np.clip(mapped[:, 2], vx1, vx2), np.clip(mapped[:, 3], vy1, vy2)], -1)
+    inside = ((mapped[:, 0] <= vx2) & (mapped[:, 2] >= vx1) & (mapped[:, 1] <= vy2)
+              & (mapped[:, 3] >= vy1))
     mapped_area, clipped_area = _box_area(mapped), _box_area(clipped)
     positive = mapped_area > 0
     frac = np.where(positive, clipped_area / np.where(positive, mapped_area, 1.0), 1.0)
-    alive &= inside & np.where(positive, (clipped_area > 0) & (frac >= keep_fraction), True)
+    alive &= in_src & inside & np.where(positive, (clipped_area > 0) & (frac >= keep_fraction), True)
     new_boxes = clipped
   idx = np.flatnonzero(alive)
 
@@ -349,7 +368,7 @@ def _apply(example: Example, geom, keep_fraction: float = 0.0, keep: np.ndarray 
     m = np.asarray(example["masks"], bool)[idx]
     masks = np.ascontiguousarray(np.moveaxis(geom.nearest(np.moveaxis(m, 0, -1), False), -1, 0))
     if boxes_from_masks and "boxes" in example:
-      nonempty = masks.reshape(len(idx), -1).any(axis=1)
+      nonempty = masks.any(axis=(1, 2))
       idx, masks = idx[nonempty], masks[nonempty]
       new_boxes[idx] = _mask_boxes(masks)
   for key in ("classes", "iscrowd", "difficult"):
@@ -362,7 +381,7 @@ def _apply(example: Example, geom, keep_fraction: float = 0.0, keep: np.ndarray 
   if "area" in example:
     area = np.asarray(example["area"])
     if masks is not None:
-      out["area"] = masks.reshape(len(idx), -1).sum(axis=1).astype(area.dtype)
+      out["area"] = masks.sum(axis=(1, 2)).astype(area.dtype)
     else:
       old_area = _box_area(old[idx])
       ratio = np.where(old_area > 0, clipped_area[idx] / np.where(old_area > 0, old_area, 1.0),
@@ -372,7 +391,7 @@ def _apply(example: Example, geom, keep_fraction: float = 0.0, keep: np.ndarray 
     kp = np.asarray(example["keypoints"])[idx]
     xy = geom.points(kp[..., :2].astype(np.float64))
     vis = kp[..., 2].copy()
-    outside = (xy[..., 0] < 0) | (xy[..., 0] > out_w) | (xy[..., 1] < 0) | (xy[..., 1] > out_h)
+    outside = (xy[..., 0] < vx1) | (xy[..., 0] > vx2) | (xy[..., 1] < vy1) | (xy[..., 1] > vy2)
     vis[outside] = 0
     new_kp = np.concatenate([xy, vis[..., None]], axis=-1).astype(kp.dtype)
     pairs = _check_flip_pairs(flip_pairs, kp.shape[1])
@@ -792,15 +811,15 @@ def elastic_field(shape_hw, rng: np.random.Generator, alpha: float = 10.0,
 
 
 def elastic_deform(alpha: float = 10.0, sigma: float | None = None, grid: int = 3,
-                   p: float = 1.0, pixel_valid: bool = False, iterations: int = 20):
+                   p: float = 1.0, pixel_valid: bool = False, iterations: int = 100):
   """Random transform: elastic deformation (U-Net paper's by default, see `elastic_field`).
 
   Output pixel p shows the source at p + d(p) (backward map). Image and sketch are sampled
   bilinearly; masks, semantic, panoptic, depth, normals nearest (outside the source: the
   module's padding values). Normals keep their vectors: under a non-rigid deformation they
   are only approximately right (the true normals of a deformed surface are unknown).
-  Keypoints move to the q with q + d(q) = x, found by `iterations` fixed-point steps
-  (accurate for smooth fields, |grad d| < 1), v = 0 when they leave the image. Boxes are the
+  Keypoints move to the q with q + d(q) = x, found by at most `iterations` fixed-point
+  steps (stopping when a step is < 1e-5 px; converges for smooth fields, |grad d| < 1), v = 0 when they leave the image. Boxes are the
   extent of the deformed masks when masks exist (objects whose mask vanishes are dropped),
   else the extent of the mapped box outlines (9 points per edge; a deformed edge can bulge
   between samples by a fraction of a pixel). With probability 1 - p the example is returned
