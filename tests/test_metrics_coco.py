@@ -300,7 +300,7 @@ def _bad_cases():
     ({"bbox": [1, 1, -2, 3]}, "bbox", "w, h >= 0"),
     ({"score": float("nan")}, "bbox", "finite"),
     ({"bbox": [1, 1, 3]}, "bbox", "4 numbers"),
-    ({"segmentation": [[1, 1, 5, 1, 5, 5]]}, "segm", "polygon"),
+    ({"segmentation": [[1, 1, 5]]}, "segm", "polygon"),  # fewer than 3 points
     ({"segmentation": coco_rle.encode(np.ones((4, 4)))}, "segm", "differs from its image"),
     ({"keypoints": [1, 2, 2]}, "keypoints", "every gt annotation needs 'keypoints'"),
 ])
