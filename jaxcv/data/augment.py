@@ -191,10 +191,15 @@ class _AxisAligned:
     u = (np.arange(n_out, dtype=np.float64) + 0.5 - t) / s  # source position of the centres
     inside = (u >= 0) & (u < n_in)
     nearest = np.clip(np.floor(u), 0, n_in - 1).astype(np.intp)
-    c = np.clip(u - 0.5, 0.0, n_in - 1)  # torch: clamp below at 0, i1 = min(i0 + 1, n - 1)
+    # bilinear source index as torch's CPU kernel computes it: c = scale * (j + 0.5) - 0.5 with
+    # a float32 scale = in / out and one float32 rounding (a fused multiply-add), clamped
+    # below at 0; i1 = min(i0 + 1, n - 1)
+    inv = np.float64(np.float32(1.0 / s))
+    c = (inv * (np.arange(n_out) + 0.5 - t) - 0.5).astype(np.float32)
+    c = np.clip(c, np.float32(0), np.float32(n_in - 1))
     i0 = np.floor(c).astype(np.intp)
     i1 = np.minimum(i0 + 1, n_in - 1)
-    frac = (c - i0).astype(np.float32)
+    frac = c - i0.astype(np.float32)
     return inside, nearest, i0, i1, frac
 
   def nearest(self, a: np.ndarray, fill=None) -> np.ndarray:
