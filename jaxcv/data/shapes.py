@@ -26,7 +26,8 @@ pixels and the principal point at the image centre; pixel (col, row) has its cen
   (slopes clamped near the rim of curved solids, so every normal has z < 0).
 - Crowd: with probability 0.15 (when there is at least one object) a cluster of 4..8 tiny
   domes of one class (radius 0.012 S..0.025 S) is added and annotated as ONE crowd instance
-  (`iscrowd` True, keypoints unlabelled, v = 0).
+  (`iscrowd` True, keypoints unlabelled, v = 0). Below about 64x64 the tiny domes cover too
+  few pixel centres and the crowd is mostly removed (see Occlusion).
 - Occlusion: objects are painted from the farthest base depth to the nearest (ties in the
   order drawn), later ones covering earlier ones. Instance masks are the VISIBLE pixels. An
   object whose visible part would be under 20% of its silhouette or under 12 pixels (crowd:
@@ -50,7 +51,7 @@ Labels (keys and dtypes as `docs/conventions.md`, one example, unpadded, no batc
   swap: `KEYPOINT_FLIP_INDICES` = (0, 1, 3, 2). OKS sigmas: `OKS_SIGMAS` (0.08 each).
 - `semantic` int32 [S, S]: the class of the visible instance, 0 elsewhere (wall and ground are
   background); 255 (ignore) is not used.
-- `depth` float32 [S, S] > 0 (camera-axis distance, quantised to multiples of 1/4096);
+- `depth` float32 [S, S] > 0 (camera-axis distance, quantised to multiples of 1/8192);
   `normals` float32 [S, S, 3] unit vectors (x right, y down, z away from the camera; all have
   z < 0), quantised to 16 bits per component and renormalised.
 - `panoptic` int32 [S, S]: instance i has segment id i + 1; then the stuff segments present,
@@ -87,7 +88,7 @@ SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 DEFAULT_SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 200}
 MAX_OBJECTS = 6
 MIN_IMAGE_SIZE = 32
-DEPTH_SCALE = 4096.0  # depth is stored as uint16 code / DEPTH_SCALE
+DEPTH_SCALE = 8192.0  # depth is stored as uint16 code / DEPTH_SCALE (depth < 6.7 here)
 MIN_VISIBLE_PIXELS = 12
 MIN_VISIBLE_FRACTION = 0.2
 _MAX_INDEX = 1_000_000
@@ -203,11 +204,11 @@ def _depth_from_codes(codes: np.ndarray) -> np.ndarray:
 
 
 def _normal_codes(normals: np.ndarray) -> np.ndarray:
-  return np.clip(np.round((normals + 1.0) * 32767.5), 0, 65535).astype(np.uint16)
+  return np.clip(np.round(normals * 32767.0) + 32768, 1, 65535).astype(np.uint16)
 
 
-def _normals_from_codes(codes: np.ndarray) -> np.ndarray:
-  n = codes.astype(np.float32) / np.float32(32767.5) - np.float32(1.0)
+def _normals_from_codes(codes: np.ndarray) -> np.ndarray:  # 0, +-1 exactly representable
+  n = (codes.astype(np.float32) - np.float32(32768.0)) / np.float32(32767.0)
   return n / np.sqrt(np.sum(n * n, axis=-1, keepdims=True))
 
 
@@ -447,7 +448,7 @@ def generate_record(seed_or_rng, index: int, image_size: int = 128,
 
   `image` uint8 [S, S, 3]; `instance_map` uint16 [S, S, 1] (instance i + 1, 0 none; the
   masks are disjoint); `semantic` uint8 [S, S, 1]; `depth` uint16 [S, S, 1] (depth *
-  4096); `normals` uint16 [S, S, 3] ((n + 1) * 32767.5); `sketch` uint8 [S, S, 1] (0/1);
+  8192); `normals` uint16 [S, S, 3] (n * 32767 + 32768); `sketch` uint8 [S, S, 1] (0/1);
   `panoptic` uint16 [S, S, 1]; the per-instance and per-segment arrays as in the example.
   `decode(generate_record(...)) == generate_example(...)` exactly.
   """
