@@ -808,9 +808,14 @@ def elastic_field(shape_hw, rng: np.random.Generator, alpha: float = 10.0,
   h, w = shape_hw
   if sigma is None:
     coarse = rng.normal(0.0, alpha, size=(2, grid, grid))
-    yy = np.linspace(0, grid - 1, h)[:, None] * np.ones((1, w))
-    xx = np.ones((h, 1)) * np.linspace(0, grid - 1, w)[None, :]
-    return tuple(ndimage.map_coordinates(c, [yy, xx], order=3, mode="nearest") for c in coarse)
+    # the tensor-product cubic spline is linear in the grid values and separable: interpolate
+    # the grid's unit vectors along each axis once, then field = Ry @ coarse @ Rx^T
+    def axis_matrix(n):
+      pos = np.linspace(0, grid - 1, n)
+      return np.stack([ndimage.map_coordinates(e, [pos], order=3, mode="nearest")
+                       for e in np.eye(grid)], axis=1)
+    ry, rx = axis_matrix(h), axis_matrix(w)
+    return tuple(ry @ c @ rx.T for c in coarse)
   fields = rng.uniform(-1, 1, size=(2, h, w))
   return tuple(alpha * ndimage.gaussian_filter(f, sigma, mode="constant") for f in fields)
 
