@@ -17,7 +17,7 @@ class Rows:
   def __len__(self):
     return self.n
 
-  def get(self, idx):
+  def get(self, idx, seed=None):
     idx = np.asarray(idx)
     return {"image_id": idx.astype(np.int32), "label": (idx % 3).astype(np.int32)}
 

@@ -269,8 +269,8 @@ def test_bad_label_in_the_data_stops_training_with_the_message(monkeypatch):
   t = Trainer(fast_config(), mesh=one_device_mesh())
   get = t.train_data.get
 
-  def get_with_a_bad_label(idx):
-    batch = get(idx)
+  def get_with_a_bad_label(idx, seed=None):
+    batch = get(idx, seed)
     batch["label"] = np.where(idx == 5, 12, batch["label"]).astype(np.int32)
     return batch
 

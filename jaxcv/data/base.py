@@ -77,8 +77,12 @@ class ArrayDataset:
     """(H, W, 3)."""
     return tuple(int(d) for d in self.arrays["image"].shape[1:])
 
-  def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Rows `indices` of every array, as a new dict of new arrays."""
+  def get(self, indices: np.ndarray, seed=None) -> dict[str, np.ndarray]:
+    """Rows `indices` of every array, as a new dict of new arrays.
+
+    `seed` is accepted for the interface `ExampleDataset.get` shares and not used: arrays
+    held in memory are augmented inside the compiled step (see the classification task).
+    """
     indices = np.asarray(indices)
     return {k: v[indices] for k, v in self.arrays.items()}
 

@@ -4,13 +4,10 @@ Why: a resumed run must see exactly the batches an uninterrupted one sees. With 
 position derived from the step stored in the checkpoint, nothing else needs saving. Each
 epoch is a fresh seeded permutation of the split; batches run across epoch boundaries so
 every step has a full global batch (static shapes). Each process loads only its own rows,
-and a background thread keeps `prefetch` host batches ready so the step never waits on the
-host.
+and worker threads keep `prefetch` host batches ready so the step does not wait on the host.
 """
 from __future__ import annotations
 
-import queue
-import threading
 from typing import Callable, Iterator, Mapping
 
 import jax
@@ -42,62 +39,54 @@ def local_slice(batch_size: int) -> slice:
 
 
 class TrainBatches:
-  """Iterator over global training batches from `start_step` on, prefetched on a thread.
+  """Iterator over global training batches from `start_step` on, built ahead by workers.
+
+  Host batch `s` is a pure function of `(seed, s)`: its example indices come from
+  `batch_indices` and its augmentation (for `ExampleDataset`s) from a generator seeded with
+  `(seed, s, row)`. With `prefetch > 0`, a grain `MapDataset` over step numbers builds up to
+  `prefetch` batches ahead on `workers` threads, in order; with `prefetch=0` each batch is
+  built in the caller's thread. Either way the sequence of batches is the same.
 
   `check` runs on each host batch (NumPy) before it goes to the devices: bad labels or
-  shapes fail here, with a message, rather than inside the compiled step.
+  shapes fail here, with a message, rather than inside the compiled step. An error while
+  building a batch is raised by `next`.
   """
 
   def __init__(self, dataset, batch_size: int, seed: int, start_step: int, mesh,
                check: Callable[[Mapping[str, np.ndarray]], None] | None = None,
-               prefetch: int = 2):
+               prefetch: int = 2, workers: int = 1):
     if batch_size % jax.process_count():
       raise ValueError(f"batch_size {batch_size} is not divisible by the "
                        f"{jax.process_count()} processes")
     self._dataset, self._batch_size, self._seed = dataset, batch_size, seed
     self._mesh, self._check = mesh, check
     self._step = start_step
-    self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
-    self._stop = threading.Event()
-    self._thread = None
+    self._iterator = None
     if prefetch > 0:
-      self._thread = threading.Thread(target=self._produce, args=(start_step,), daemon=True)
-      self._thread.start()
+      import grain  # noqa: PLC0415 - only the prefetching path needs it
 
-  def _host_batch(self, step: int) -> dict[str, np.ndarray]:
+      steps = grain.MapDataset.range(start_step, np.iinfo(np.int64).max).map(self.host_batch)
+      options = grain.ReadOptions(num_threads=max(int(workers), 1),
+                                  prefetch_buffer_size=int(prefetch))
+      self._iterator = iter(steps.to_iter_dataset(options))
+
+  def host_batch(self, step: int) -> dict[str, np.ndarray]:
+    """This process's rows of the global batch of `step`, as NumPy arrays."""
+    sl = local_slice(self._batch_size)
     idx = batch_indices(self._seed, step, self._batch_size, len(self._dataset))
-    batch = self._dataset.get(idx[local_slice(self._batch_size)])
+    batch = self._dataset.get(idx[sl], seed=(self._seed, step, sl.start))
     if self._check is not None:
       self._check(batch)
     return batch
-
-  def _produce(self, step: int) -> None:
-    while not self._stop.is_set():
-      try:
-        item = (step, self._host_batch(step))
-      except Exception as e:  # noqa: BLE001 - handed to the consumer, raised there
-        item = (step, e)
-      while not self._stop.is_set():
-        try:
-          self._queue.put(item, timeout=0.1)
-          break
-        except queue.Full:
-          continue
-      if isinstance(item[1], Exception):
-        return
-      step += 1
 
   def __iter__(self) -> Iterator[dict[str, jax.Array]]:
     return self
 
   def __next__(self) -> dict[str, jax.Array]:
-    if self._thread is None:  # prefetch=0: load in the caller's thread
-      batch = self._host_batch(self._step)
+    if self._iterator is None:  # prefetch=0: load in the caller's thread
+      batch = self.host_batch(self._step)
     else:
-      step, batch = self._queue.get()
-      assert step == self._step, (step, self._step)
-      if isinstance(batch, Exception):
-        raise batch
+      batch = next(self._iterator)
     self._step += 1
     # Placed on the devices here, in the thread that runs the steps: transfers issued from
     # another thread while a step's collectives run deadlocked XLA's CPU client (8
@@ -105,9 +94,9 @@ class TrainBatches:
     return mesh_lib.global_batch(batch, self._mesh)
 
   def close(self) -> None:
-    self._stop.set()
-    if self._thread is not None:
-      self._thread.join(timeout=5)
+    if self._iterator is not None and hasattr(self._iterator, "close"):
+      self._iterator.close()
+    self._iterator = None
 
 
 def eval_batches(dataset, batch_size: int, mesh,

@@ -136,7 +136,8 @@ class Trainer:
   def batches(self, start_step: int) -> input_pipeline.TrainBatches:
     return input_pipeline.TrainBatches(
         self.train_data, self.config.batch_size, int(self.config.get("seed", 0)), start_step,
-        self.mesh, check=self.task.check_batch, prefetch=int(self.config.get("prefetch", 2)))
+        self.mesh, check=self.task.check_batch, prefetch=int(self.config.get("prefetch", 2)),
+        workers=int(self.config.get("data_workers", 1)))
 
   def evaluate(self, state: TrainState, split: str, picture: str | Path | None = None
                ) -> dict[str, float]:
