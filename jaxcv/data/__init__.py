@@ -1,7 +1,11 @@
 """Data sets by name: `load(name, split, **kwargs) -> ArrayDataset`.
 
 Known names: `digits` (scikit-learn's 8x8 digits, built in, no download), `mnist` and
-`cifar10` (TensorFlow Datasets, read from `data_dir`). A new data set is a loader function
+`cifar10` (TensorFlow Datasets, read from `data_dir`) as in-memory `ArrayDataset`s;
+`shapes` (the built-in synthetic set with every label, generated offline) and the catalog sets
+`voc/2007`, `voc/2012`, `coco/2017`, `coco/2017_panoptic`, `oxford_iiit_pet` as
+`ExampleDataset`s, which the pipeline (`jaxcv.data.pipeline`) sanitises, augments
+(`jaxcv.data.augment`), pads and batches. A new data set is a loader function
 `fn(split, **kwargs) -> ArrayDataset` decorated with `@register("name")`; `load` needs no
 change. Every split comes in the batch format of `docs/conventions.md`.
 """
@@ -63,6 +67,12 @@ def load(name: str, split: str, **kwargs) -> ArrayDataset:
 # Registration of the built-in data sets (neither module imports TensorFlow on import).
 from jaxcv.data import digits as _digits  # noqa: E402,F401
 from jaxcv.data import tfds_readers as _tfds_readers  # noqa: E402,F401
+from jaxcv.data import example_sets as _example_sets  # noqa: E402
+from jaxcv.data.shapes import SPLITS as _SHAPES_SPLITS  # noqa: E402
+
+register("shapes", splits=_SHAPES_SPLITS)(_example_sets.load_shapes)
+for _name in _example_sets.CATALOG_EXAMPLE_SETS:
+  register(_name)(_example_sets.catalog_loader(_name))
 
 __all__ = ["ArrayDataset", "load", "names", "register", "check_split", "gray_to_rgb",
            "resize_images"]

@@ -7,6 +7,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,28 @@ class TrainingDivergedError(FloatingPointError):
   """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
 
 
+def set_transforms(data_config, train_data, eval_data: dict) -> None:
+  """Per-example transforms from `data.augmentation` (train split only) and
+  `data.preprocess` (every split, after the augmentation), named as in
+  `jaxcv.data.augment.build`. Only per-example data sets (`ExampleDataset`) take them."""
+  augmentation = list(data_config.get("augmentation", None) or [])
+  preprocess = list(data_config.get("preprocess", None) or [])
+  if not (augmentation or preprocess):
+    return
+  if not all(hasattr(ds, "transform") for ds in (train_data, *eval_data.values())):
+    raise ValueError(f"data set {data_config.name!r} is held in memory and augmented inside "
+                     "the step; data.augmentation / data.preprocess apply to per-example "
+                     "data sets (shapes, the catalog readers)")
+  from jaxcv.data import augment  # noqa: PLC0415
+
+  train_data.transform = augment.build(augmentation + preprocess)
+  # evaluation batches draw from a generator seeded by the example's index (see
+  # `ExampleDataset.get`), so a random preprocess step is the same at every evaluation
+  eval_transform = augment.build(preprocess) if preprocess else None
+  for ds in eval_data.values():
+    ds.transform = eval_transform
+
+
 class Trainer:
   """Everything built from a config: data, task, model, optimizer, mesh, compiled steps.
 
@@ -51,10 +74,12 @@ class Trainer:
     self.mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.get("mesh", {}))
     d = config.data
     kwargs = {k: v for k, v in d.items()
-              if k not in ("name", "train_split", "eval_splits", "mean", "std")}
+              if k not in ("name", "train_split", "eval_splits", "mean", "std",
+                           "augmentation", "preprocess")}
     self.train_data = data_lib.load(d.name, d.get("train_split", "train"), **kwargs)
     self.eval_data = {s: data_lib.load(d.name, s, **kwargs)
                       for s in d.get("eval_splits", ("validation", "test"))}
+    set_transforms(d, self.train_data, self.eval_data)
     self.task = tasks.get(config.task)(config, self.train_data)
     m = dict(config.model)
     name = m.pop("name")
@@ -226,8 +251,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   try:
     with _preemption_flag() as preempted:
       metric_sum, metric_count = None, 0
+      # share of wall time the loop waited for the next host batch (written as `data_wait`
+      # at each log step): near 0 when the workers keep up with the compiled steps
+      waited, since = 0.0, time.perf_counter()
       for step in range(start + 1, num_steps + 1):
-        state, metrics = trainer.train_step(state, next(batches))
+        t = time.perf_counter()
+        batch = next(batches)
+        waited += time.perf_counter() - t
+        state, metrics = trainer.train_step(state, batch)
         # Summed on the device, asynchronously: no host sync until the log interval.
         metric_sum = metrics if metric_sum is None else jax.tree.map(jnp.add, metric_sum, metrics)
         metric_count += 1
@@ -244,6 +275,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             raise TrainingDivergedError(
                 f"loss is {means['loss']} at step {step} (mean since the last log step): "
                 f"training stopped; {kept}")
+          now = time.perf_counter()
+          means["data_wait"] = waited / max(now - since, 1e-9)
+          waited, since = 0.0, now
           writer.write_train(step, means)
           bar.set_postfix(loss=f"{means['loss']:.4f}")
         if preempted["set"]:
