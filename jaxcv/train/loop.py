@@ -87,7 +87,7 @@ class Trainer:
     if dtype is None:
       raise ValueError(f"unknown dtype {config.dtype!r}; known: {sorted(DTYPES)}")
     frozen = tuple(config.get("transfer", {}).get("frozen", ()))
-    self.model = models.create(name, num_classes=self.train_data.num_classes, dtype=dtype,
+    self.model = models.create(name, num_classes=self.task.num_outputs, dtype=dtype,
                                frozen_stages=frozen, **m)
     self.data_axis = self.mesh.shape[mesh_lib.DATA_AXIS]
     for what, bs in (("batch_size", config.batch_size),

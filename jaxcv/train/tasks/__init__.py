@@ -11,7 +11,15 @@ import importlib
 from jaxcv.train.tasks.base import Task, apply_model
 
 _REGISTRY: dict[str, type[Task]] = {}
-_BUILTIN = {"classification": "jaxcv.train.tasks.classification"}
+_BUILTIN = {
+    "classification": "jaxcv.train.tasks.classification",
+    "segmentation": "jaxcv.train.tasks.segmentation",
+    "depth": "jaxcv.train.tasks.dense",
+    "normals": "jaxcv.train.tasks.dense",
+    "image_to_image": "jaxcv.train.tasks.dense",
+    "autoencoder": "jaxcv.train.tasks.latent",
+    "vae": "jaxcv.train.tasks.latent",
+}
 
 
 def register(name: str):
@@ -28,7 +36,13 @@ def names() -> list[str]:
 
 def get(name: str) -> type[Task]:
   if name not in _REGISTRY and name in _BUILTIN:
-    importlib.import_module(_BUILTIN[name])
+    try:
+      importlib.import_module(_BUILTIN[name])
+    except ModuleNotFoundError as e:
+      if e.name != _BUILTIN[name]:
+        raise
+      raise ValueError(f"task {name!r} is listed but its module {_BUILTIN[name]} is not "
+                       "part of this installation") from e
   if name not in _REGISTRY:
     raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(names())}")
   return _REGISTRY[name]

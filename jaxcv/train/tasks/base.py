@@ -37,6 +37,10 @@ class Task(abc.ABC):
   def __init__(self, config, dataset):
     self.config = config
     self.num_classes = dataset.num_classes
+    #: what the loop passes as the model's `num_classes` (its number of outputs per image,
+    #: per pixel or per box); a task predicting another label space sets it, e.g.
+    #: `dataset.class_counts["semantic"]` for segmentation, 3 for surface normals.
+    self.num_outputs = dataset.num_classes
 
   def check_batch(self, batch: Mapping[str, np.ndarray]) -> None:
     """Host-side validation of a NumPy batch; raises ValueError naming the problem."""
