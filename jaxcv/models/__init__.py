@@ -9,5 +9,8 @@ from jaxcv.models.registry import create, get, names, register
 # Imported for their `register(...)` calls.
 from jaxcv.models import alexnet, lenet, mlp, resnet, vgg  # noqa: E402,F401  isort: skip
 from jaxcv.models import autoencoder  # noqa: E402,F401  isort: skip
+from jaxcv.models import unet  # noqa: E402,F401  isort: skip
+from jaxcv.models import fcn  # noqa: E402,F401  isort: skip
+from jaxcv.models import deeplab  # noqa: E402,F401  isort: skip
 
 __all__ = ["create", "get", "names", "register"]
