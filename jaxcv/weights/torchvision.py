@@ -6,7 +6,9 @@
 
 Layouts: Conv weight OIHW -> kernel HWIO, Linear weight (out, in) -> kernel (in, out),
 BatchNorm weight/bias -> params scale/bias, running_mean/var -> batch_stats mean/var
-(`num_batches_tracked` is dropped). jaxcv flattens feature maps in torch's C,H,W order
+(`num_batches_tracked` is dropped). Segmentation models (`fcn_resnet50`,
+`deeplabv3_resnet50`): `backbone.*` is the ResNet, `classifier.*` the jaxcv `head` and
+`aux_classifier.*` the jaxcv `aux` head. jaxcv flattens feature maps in torch's C,H,W order
 (`common.flatten_chw`), so fc weights need no permutation. torch itself is not imported:
 tensors are read through `.detach().cpu().numpy()`.
 
@@ -16,7 +18,8 @@ every state_dict entry used, with matching shapes, or `convert` raises a ValueEr
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -70,12 +73,52 @@ def _alexnet_module(path: Path, params: Mapping) -> str:
   return f"features.{first + 2 * (int(path[1][len('conv'):]) - 1)}"
 
 
+def _head_module(path: Path, params: Mapping) -> str:
+  """torchvision FCNHead (`conv`, `bn`, `cls`: Sequential 0, 1, 4) or DeepLabHead (ASPP at 0,
+  then `conv`, `bn`, `cls` at 1, 2, 4), relative to the head's torch name."""
+  if path[0] != "aspp":
+    indices = {"conv": 1, "bn": 2, "cls": 4} if "aspp" in params else {"conv": 0, "bn": 1,
+                                                                      "cls": 4}
+    return str(indices[path[0]])
+  branch, layer = path[1:]
+  index = {"conv": 0, "bn": 1}[layer]
+  if branch == "project":
+    return f"0.project.{index}"
+  if branch == "conv1x1":
+    return f"0.convs.0.{index}"
+  if branch == "pooling":  # ASPPPooling: AdaptiveAvgPool2d at 0, then conv, bn
+    rates = sum(1 for k in params["aspp"] if k.startswith("atrous"))
+    return f"0.convs.{rates + 1}.{index + 1}"
+  return f"0.convs.{int(branch[len('atrous'):])}.{index}"
+
+
+def _segmentation_module(path: Path, params: Mapping) -> str:
+  """torchvision's FCN / DeepLabV3: `backbone.` + the ResNet's names, `classifier.` (jaxcv
+  `head`) and `aux_classifier.` (jaxcv `aux`)."""
+  if path[0] in ("head", "aux"):
+    torch_head = {"head": "classifier", "aux": "aux_classifier"}[path[0]]
+    return f"{torch_head}.{_head_module(path[1:], params[path[0]])}"
+  return f"backbone.{_resnet_module(path, params)}"
+
+
+def _segmentation_kwargs(state: Mapping) -> dict:
+  """torchvision builds the auxiliary head only with `aux_loss=True`; so does jaxcv."""
+  return {"aux_loss": "aux_classifier.4.weight" in state}
+
+
+# Extra model kwargs read from the state_dict.
+_KWARGS: dict[str, Callable[[Mapping], dict]] = {
+    "fcn_resnet50": _segmentation_kwargs, "deeplabv3_resnet50": _segmentation_kwargs}
+
 _FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     # name -> (jaxcv module path -> torch module name, torch name of the last Linear)
     "alexnet": (_alexnet_module, "classifier.6"),
     **{n: (_vgg_module, "classifier.6")
        for v in ("vgg11", "vgg16", "vgg19") for n in (v, f"{v}_bn")},
     **{n: (_resnet_module, "fc") for n in ("resnet18", "resnet34", "resnet50", "resnet101")},
+    # segmentation: num_classes from the head's last 1x1 conv
+    **{n: (_segmentation_module, "classifier.4") for n in ("fcn_resnet50",
+                                                          "deeplabv3_resnet50")},
 }
 
 
@@ -144,7 +187,9 @@ def convert(name: str, state_dict: Mapping[str, Any]) -> dict[str, dict]:
   """torchvision `name`'s state_dict -> `{"params": ..., "batch_stats": ...}` of numpy float32.
 
   The tree has exactly the structure of `models.create(name, num_classes=N).init(...)`, with N
-  read from the last Linear layer; `batch_stats` is `{}` for models without BatchNorm.
+  read from the last Linear layer (segmentation models: the head's last 1x1 conv, and
+  `aux_loss` from whether `aux_classifier.*` is present); `batch_stats` is `{}` for models
+  without BatchNorm.
   """
   if name not in _FAMILIES:
     raise ValueError(f"no torchvision converter for {name!r}; known: {names()}")
@@ -153,7 +198,8 @@ def convert(name: str, state_dict: Mapping[str, Any]) -> dict[str, dict]:
   if f"{fc}.weight" not in state:
     raise ValueError(f"{name} state_dict has no {fc + '.weight'!r} to read num_classes from; "
                      f"its keys start {sorted(state)[:5]}")
-  model = models.create(name, num_classes=state[f"{fc}.weight"].shape[0])
+  kwargs = _KWARGS[name](state) if name in _KWARGS else {}
+  model = models.create(name, num_classes=state[f"{fc}.weight"].shape[0], **kwargs)
   x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)  # big enough for every family
   target = jax.eval_shape(model.init, jax.random.key(0), x)
   params_target = target["params"]
