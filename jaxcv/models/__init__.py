@@ -12,5 +12,7 @@ from jaxcv.models import autoencoder  # noqa: E402,F401  isort: skip
 from jaxcv.models import unet  # noqa: E402,F401  isort: skip
 from jaxcv.models import fcn  # noqa: E402,F401  isort: skip
 from jaxcv.models import deeplab  # noqa: E402,F401  isort: skip
+from jaxcv.models import segnet  # noqa: E402,F401  isort: skip
+from jaxcv.models import hrnet  # noqa: E402,F401  isort: skip
 
 __all__ = ["create", "get", "names", "register"]
