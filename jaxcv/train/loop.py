@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from jaxcv import data as data_lib
@@ -147,6 +149,11 @@ class Trainer:
     return state.replace(step=state.step + 1, params=params, batch_stats=stats,
                          opt_state=opt_state), metrics
 
+  @functools.cached_property
+  def predict_step(self):
+    """`task.predict` compiled (tasks with `host_eval`)."""
+    return jax.jit(lambda state, batch: self.task.predict(self.model, state.variables, batch))
+
   def _eval_step(self, state: TrainState, batch, acc):
     return self.task.eval_update(self.model, state.variables, batch, acc)
 
@@ -167,10 +174,19 @@ class Trainer:
   def evaluate(self, state: TrainState, split: str, picture: str | Path | None = None
                ) -> dict[str, float]:
     """Metrics of `split`; with `picture`, the task draws its first batch there (a PNG)."""
-    acc = jax.device_put(self.task.eval_init(), mesh_lib.replicated(self.mesh))
+    host = self.task.host_eval
+    acc = self.task.eval_init()
+    if not host:
+      acc = jax.device_put(acc, mesh_lib.replicated(self.mesh))
     for i, batch in enumerate(input_pipeline.eval_batches(
         self.eval_data[split], self.eval_batch_size, self.mesh, check=self.task.check_batch)):
-      acc = self.eval_step(state, batch, acc)
+      if host:  # e.g. COCO mAP: outputs computed compiled, accumulated on the host
+        outputs = multihost_utils.process_allgather(self.predict_step(state, batch),
+                                                    tiled=True)
+        acc = self.task.host_update(acc, multihost_utils.process_allgather(batch, tiled=True),
+                                    outputs)
+      else:
+        acc = self.eval_step(state, batch, acc)
       if i == 0 and picture is not None and jax.process_index() == 0:
         Path(picture).parent.mkdir(parents=True, exist_ok=True)
         self.task.draw(self.model, state.variables, batch, str(picture))

@@ -31,6 +31,8 @@ class Task(abc.ABC):
   All methods but `check_batch`, `result` and `draw` run inside `jax.jit`.
   """
   name: str = "task"
+  #: True for tasks evaluated on the host (see `HostEvalTask`).
+  host_eval: bool = False
   #: metric name -> 'max' or 'min'; the loop uses it to pick checkpoints and to report.
   metric_directions: Mapping[str, str] = {}
 
@@ -67,3 +69,23 @@ class Task(abc.ABC):
 
   def draw(self, model: nn.Module, variables, batch, path: str) -> None:
     """Optional: writes a PNG of predictions on `batch` to `path`."""
+
+
+class HostEvalTask(Task):
+  """A task whose evaluation accumulates on the host (COCO mAP through
+  `jaxcv.metrics.coco.COCOEvaluator`): the loop runs `predict` compiled on each evaluation
+  batch and hands `host_update` the batch and the outputs as NumPy arrays; `eval_init`
+  returns the host accumulator and `result` reads it."""
+  host_eval = True
+
+  @abc.abstractmethod
+  def predict(self, model: nn.Module, variables, batch) -> Any:
+    """Padded model outputs for `batch` (runs inside `jax.jit`)."""
+
+  @abc.abstractmethod
+  def host_update(self, acc: Any, batch: Mapping[str, np.ndarray], outputs: Any) -> Any:
+    """Adds one batch's NumPy outputs to the host accumulator; returns it."""
+
+  def eval_update(self, model, variables, batch, acc):
+    raise TypeError(f"task {self.name!r} evaluates on the host: the loop calls predict and "
+                    "host_update, not eval_update")
