@@ -205,3 +205,16 @@ def test_coco_export_reads_back_in_pycocotools_with_mask_areas():
     assert ann["category_id"] == batch["classes"][row, j]
     assert ann["iscrowd"] == int(batch["iscrowd"][row, j])
   assert api.loadCats(1)[0]["name"] == "circle"
+
+
+def test_shapes_from_the_tfds_builder_equals_the_generator(tmp_path):
+  kw = {"image_size": 32, "split_sizes": {"train": 4, "validation": 3, "test": 2},
+        "max_boxes": 8}
+  a = data_lib.load("shapes", "validation", source="tfds", data_dir=str(tmp_path), **kw)
+  b = data_lib.load("shapes", "validation", **kw)
+  x, y = a.get(np.arange(3)), b.get(np.arange(3))
+  assert sorted(x) == sorted(y)
+  for k in x:
+    np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+  with pytest.raises(ValueError, match="data_dir"):
+    data_lib.load("shapes", "train", source="tfds")
