@@ -178,11 +178,11 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.nd
 
 def save_grid(rows: list[list[np.ndarray]], titles: list[str], path: str) -> None:
   """Writes a PNG of `rows` (each a list of RGB or 2-D images) under column `titles`."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+
   n, m = len(rows), len(titles)
-  fig, axes = plt.subplots(n, m, figsize=(2.2 * m, 2.2 * n), squeeze=False)
+  fig = Figure(figsize=(2.2 * m, 2.2 * n))
+  axes = fig.subplots(n, m, squeeze=False)
   for i, row in enumerate(rows):
     for j, img in enumerate(row):
       ax = axes[i, j]
@@ -193,7 +193,6 @@ def save_grid(rows: list[list[np.ndarray]], titles: list[str], path: str) -> Non
         ax.set_title(titles[j], fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=80)
-  plt.close(fig)
 
 
 @tasks.register("segmentation")

@@ -1,0 +1,20 @@
+"""U-Net (depth 4, width 8, BatchNorm) regressing per-pixel depth of the `shapes` scenes at
+128x128: L1 + the scale-invariant log loss, prediction `softplus(output) + 1e-3`. Target:
+test `abs_rel` at most a third of predicting the training set's mean depth everywhere
+(tests/test_dense_targets.py computes that baseline).
+
+  python train.py --config configs/unet_depth_shapes.py --workdir runs/unet_depth_shapes
+"""
+from configs import unet_shapes
+
+
+def get_config():
+  c = unet_shapes.get_config()
+  c.task = "depth"
+  c.data.keys = ("depth",)
+  c.loss = {"l1_weight": 1.0, "silog_weight": 1.0, "silog_lambda": 0.5}
+  c.best_metric = "abs_rel"
+  c.best_mode = "min"
+  c.num_steps = 500
+  c.eval_every = c.checkpoint_every = 250
+  return c

@@ -1,0 +1,20 @@
+"""U-Net (depth 4, width 8, BatchNorm) predicting unit surface normals of the `shapes`
+scenes at 128x128 with the cosine loss. Target: test `angle_mean` at most half of predicting
+the training set's mean normal everywhere (tests/test_dense_targets.py computes that
+baseline).
+
+  python train.py --config configs/unet_normals_shapes.py --workdir runs/unet_normals_shapes
+"""
+from configs import unet_shapes
+
+
+def get_config():
+  c = unet_shapes.get_config()
+  c.task = "normals"
+  c.data.keys = ("normals",)
+  c.loss = {}
+  c.best_metric = "angle_mean"
+  c.best_mode = "min"
+  c.num_steps = 500
+  c.eval_every = c.checkpoint_every = 250
+  return c
