@@ -26,8 +26,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# The module, not its names: jaxcv.layers.pooling imports jaxcv.models.common, so importing
+# jaxcv.layers first reaches this file while pooling is still half-initialised.
+from jaxcv.layers import pooling
 from jaxcv.layers.conv import conv_general_dilated
-from jaxcv.layers.pooling import max_pool_with_indices, max_unpool
 from jaxcv.models import common
 from jaxcv.models.registry import register
 
@@ -106,7 +108,7 @@ class SegNet(nn.Module):
       x = ConvBlock([widths[i - 1]] * convs, norm(name), self.dtype, name=name)(x)
       self.sow("intermediates", f"encoder{i}", x)
       size = x.shape[1:3]
-      x, indices = max_pool_with_indices(x, 2, 2)
+      x, indices = pooling.max_pool_with_indices(x, 2, 2)
       pools.append((indices, size))
       out[name] = x
 
@@ -114,7 +116,7 @@ class SegNet(nn.Module):
       name = f"decoder{i}"
       self.sow("intermediates", f"decoded{i}", x)
       indices, size = pools[i - 1]
-      x = max_unpool(x, indices, size)
+      x = pooling.max_unpool(x, indices, size)
       self.sow("intermediates", f"unpooled{i}", x)
       convs = self.stage_sizes[i - 1]
       # Decoder stage i mirrors encoder stage i; its last conv narrows to stage i - 1's width.
