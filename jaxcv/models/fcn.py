@@ -71,7 +71,9 @@ class FCNVGG(nn.Module):
   divisible by 32.
 
   Returns `(logits [B, H, W, num_classes] float32, intermediates)` with `stage1`..`stage5`
-  (VGG's pooled stage outputs, strides 2..32) and `fc7` (`[B, H/32, W/32, hidden]`).
+  (VGG's pooled stage outputs, strides 2..32), `fc7` (`[B, H/32, W/32, hidden]`) and the
+  class scores before each upsampling: `score32` (`head`), `score16` (16s, 8s: upscore2 +
+  score_pool4), `score8` (8s: upscore_pool4 + score_pool3), in the computation dtype.
   `skips`: 0 (32s), 1 (16s, pool4) or 2 (8s, pool4 and pool3). `width` scales VGG's conv
   widths (64 in the paper); `hidden` is the fc6/fc7 width (default 4096 * width / 64).
   """
@@ -121,11 +123,13 @@ class FCNVGG(nn.Module):
                         kernel_init=bilinear_upsample_init, name=name)(y)
       return _crop(y, s // 2, like)
 
-    x = score("head", x)
+    x = out["score32"] = score("head", x)
     if self.skips >= 1:
-      x = up("upscore2", x, 2, out["stage4"]) + score("score_pool4", out["stage4"])
+      x = out["score16"] = (up("upscore2", x, 2, out["stage4"])
+                            + score("score_pool4", out["stage4"]))
     if self.skips >= 2:
-      x = up("upscore_pool4", x, 2, out["stage3"]) + score("score_pool3", out["stage3"])
+      x = out["score8"] = (up("upscore_pool4", x, 2, out["stage3"])
+                           + score("score_pool3", out["stage3"]))
     s = (32, 16, 8)[self.skips]
     x = up(ups[-1], x, s, (x.shape[1] * s, x.shape[2] * s))
     return x.astype(jnp.float32), out

@@ -174,6 +174,10 @@ def _fill(tree: Mapping, collection_rules, module_name, state: dict, used: set, 
         errors.append(f"missing key {key!r} (for {'/'.join(path + (leaf,))})")
         continue
       used.add(key)
+      if change is not None and state[key].ndim != len(target.shape):
+        errors.append(f"{key}: shape {state[key].shape} cannot be "
+                      f"{'/'.join(path + (leaf,))} of shape {tuple(target.shape)}")
+        continue
       value = change(state[key]) if change else state[key]
       if value.shape != tuple(target.shape):
         errors.append(f"{key}: shape {state[key].shape} gives {value.shape}, but "
