@@ -239,7 +239,8 @@ def test_hrnet_matches_the_official_layout_in_torch(align, size):
     assert a.shape == b.shape
   with torch.no_grad():
     expect = ref(x).numpy()
-  got, _ = jax.jit(ours.apply)(variables, jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+  apply = jax.jit(ours.apply, compiler_options={"xla_backend_optimization_level": 0})
+  got, _ = apply(variables, jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
   got = np.asarray(got).transpose(0, 3, 1, 2)
   err = relative_error(got, expect)
   print(f"HRNet vs official layout in torch, align_corners={align}, {size}: rel err {err:.1e}")
