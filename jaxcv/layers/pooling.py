@@ -4,8 +4,8 @@
 - `max_pool_with_indices` / `max_unpool`: torch's `max_pool2d(return_indices=True)` and
   `max_unpool2d` (SegNet's decoder puts each value back where its max came from). Indices are
   flat `h * W + w` into the input plane of each (example, channel), as torch's.
-- `adaptive_max_pool` (torch `AdaptiveMaxPool2d` bins), `adaptive_avg_pool` (re-exported
-  from `jaxcv.models.common`), `spatial_pyramid_pool` (SPP-net) and `PyramidPooling` (PSPNet).
+- `adaptive_max_pool` (torch `AdaptiveMaxPool2d` bins), `adaptive_avg_pool` (torch
+  `AdaptiveAvgPool2d`; the classifiers use it through `jaxcv.models.common`), `spatial_pyramid_pool` (SPP-net) and `PyramidPooling` (PSPNet).
 
 Everything is a pure function of static-shaped arrays (shapes from static arguments only),
 usable under `jax.jit`, `jax.vmap` and `jax.grad`; bad arguments raise ValueError at trace time.
@@ -25,7 +25,6 @@ import numpy as np
 
 from jaxcv.layers.conv import conv_general_dilated
 from jaxcv.layers.upsample import resize
-from jaxcv.models.common import adaptive_avg_pool
 
 __all__ = [
   "PyramidPooling",
@@ -37,6 +36,30 @@ __all__ = [
   "nearest_unpool",
   "spatial_pyramid_pool",
 ]
+
+
+def _adaptive_matrix(size_in: int, size_out: int) -> np.ndarray:
+  """[size_out, size_in] averaging weights over torch's bins [floor(i*n/m), ceil((i+1)*n/m))."""
+  m = np.zeros((size_out, size_in), np.float32)
+  for i in range(size_out):
+    start = (i * size_in) // size_out
+    end = -(-((i + 1) * size_in) // size_out)
+    m[i, start:end] = 1.0 / (end - start)
+  return m
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
+  """torch `AdaptiveAvgPool2d(output_size)`: `[B, H, W, C]` -> `[B, oh, ow, C]`.
+
+  Bins overlap or repeat when H, W are not multiples of the output (e.g. a 1x1 map becomes
+  7x7 copies), exactly as in torch, so small inputs work with torchvision classifiers.
+  """
+  (h, w), (oh, ow) = x.shape[1:3], output_size
+  if (h, w) == (oh, ow):
+    return x
+  mh = jnp.asarray(_adaptive_matrix(h, oh), x.dtype)
+  mw = jnp.asarray(_adaptive_matrix(w, ow), x.dtype)
+  return jnp.einsum("ih,jw,bhwc->bijc", mh, mw, x, precision=jax.lax.Precision.HIGHEST)
 
 
 def _pair(v, name: str, minimum: int) -> tuple[int, int]:

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxcv.layers.pooling import adaptive_avg_pool  # noqa: F401  (models use it from here)
 
 Dtype = Any
 # torchvision's conv init for ResNet and VGG: kaiming normal, fan_out, for ReLU.
@@ -53,30 +54,6 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Ar
   """torch `MaxPool2d(window, stride, padding)` on NHWC; padding counts as -inf as in torch."""
   pad = ((padding, padding), (padding, padding))
   return nn.max_pool(x, (window, window), (stride, stride), padding=pad)
-
-
-def _adaptive_matrix(size_in: int, size_out: int) -> np.ndarray:
-  """[size_out, size_in] averaging weights over torch's bins [floor(i*n/m), ceil((i+1)*n/m))."""
-  m = np.zeros((size_out, size_in), np.float32)
-  for i in range(size_out):
-    start = (i * size_in) // size_out
-    end = -(-((i + 1) * size_in) // size_out)
-    m[i, start:end] = 1.0 / (end - start)
-  return m
-
-
-def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
-  """torch `AdaptiveAvgPool2d(output_size)`: `[B, H, W, C]` -> `[B, oh, ow, C]`.
-
-  Bins overlap or repeat when H, W are not multiples of the output (e.g. a 1x1 map becomes
-  7x7 copies), exactly as in torch, so small inputs work with torchvision classifiers.
-  """
-  (h, w), (oh, ow) = x.shape[1:3], output_size
-  if (h, w) == (oh, ow):
-    return x
-  mh = jnp.asarray(_adaptive_matrix(h, oh), x.dtype)
-  mw = jnp.asarray(_adaptive_matrix(w, ow), x.dtype)
-  return jnp.einsum("ih,jw,bhwc->bijc", mh, mw, x, precision=jax.lax.Precision.HIGHEST)
 
 
 def flatten_chw(x: jax.Array) -> jax.Array:
