@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_seed = 0
   c.batch_size = 64
   c.eval_batch_size = 120
-  c.num_steps = 3000
+  c.num_steps = 2000
   c.optimizer = {"name": "adam", "learning_rate": 2e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
                  "weight_decay": 0.0, "weight_decay_mask": "kernels", "grad_clip_norm": 0.0}
   c.schedule = {"name": "cosine", "warmup_steps": 100}
