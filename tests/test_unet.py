@@ -125,7 +125,8 @@ def test_params_are_named_after_the_stages_and_batchnorm_is_optional():
 
 TINY = {"data.image_size": 32, "model.width": 4, "model.depth": 2, "batch_size": 8,
         "eval_batch_size": 8, "data.split_sizes": {"train": 8, "validation": 8, "test": 8},
-        "mesh.shape": {"data": 8}, "num_steps": 40, "schedule.warmup_steps": 0,
+        "mesh.shape": {"data": 8}, "num_steps": 60, "schedule.warmup_steps": 0,
+        "optimizer.learning_rate": 1e-2,
         "schedule.name": "constant", "data.augmentation": (), "progress_bar": False}
 CONFIGS = ["unet_shapes", "unet_depth_shapes", "unet_normals_shapes",
            "unet_sketch2image_shapes"]
@@ -142,11 +143,11 @@ def test_train_step_on_8_devices_and_loss_halves_on_a_fixed_batch(name):
   it.close()
   assert len(batch["image"].sharding.device_set) == 8
   losses = []
-  for _ in range(40):
+  for _ in range(60):
     state, metrics = t.train_step(state, batch)
     losses.append(float(metrics["loss"]))
   assert len(jax.tree.leaves(state.params)[0].sharding.device_set) == 8
-  assert int(state.step) == 40
+  assert int(state.step) == 60
   assert np.all(np.isfinite(losses))
   print(f"{name}: loss {losses[0]:.4f} -> {losses[-1]:.4f}")
   assert losses[-1] <= 0.5 * losses[0], losses
