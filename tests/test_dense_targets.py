@@ -13,6 +13,8 @@ wall time and the machine's load (`os.getloadavg`); the targets are for an other
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -20,25 +22,30 @@ import pytest
 from conftest import REPO, load_config
 
 from jaxcv import data as data_lib
-from jaxcv.train import train_and_evaluate
 from jaxcv.train.metrics_writer import read_metrics
 
 pytestmark = pytest.mark.slow
-ONE_DEVICE = {"mesh.shape": {"data": 1}, "progress_bar": False}
 
 
 def train(name, tmp_path):
-  c = load_config(name, **ONE_DEVICE)
+  """Runs the config's docstring command (`python train.py ...`, one CPU device, as a user
+  runs it); returns the config and the last test metrics."""
+  c = load_config(name)
+  env = dict(os.environ, XLA_FLAGS="")
   load0 = os.getloadavg()
   t0 = time.time()
-  result = train_and_evaluate(c, tmp_path)
+  proc = subprocess.run(
+      [sys.executable, "train.py", "--config", f"configs/{name}.py", "--workdir",
+       str(tmp_path), "--config.progress_bar=False"], check=False, cwd=REPO, env=env,
+      capture_output=True, text=True, timeout=3600)
   wall = time.time() - t0
+  assert proc.returncode == 0, proc.stdout + proc.stderr
   test = [r for r in read_metrics(tmp_path) if r["split"] == "test"]
   assert test[-1]["step"] == c.num_steps
   assert sorted(p.name for p in (tmp_path / "pictures").iterdir())  # PNGs of predictions
   print(f"\n{name}: {c.num_steps} steps, wall {wall:.0f} s, load average before "
-        f"{load0[0]:.1f}, after {os.getloadavg()[0]:.1f}; test {result['test']}")
-  return c, result["test"]
+        f"{load0[0]:.1f}, after {os.getloadavg()[0]:.1f}; test {test[-1]}")
+  return c, test[-1]
 
 
 def split_arrays(c, split, key, chunk=250):
