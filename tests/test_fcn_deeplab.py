@@ -244,39 +244,57 @@ TRAIN = {
 }
 
 
-@pytest.mark.parametrize("name", list(TRAIN))
+SLOW = pytest.mark.slow  # ResNet-50 variants: ~1.5 min each of compilation on a 2-core CPU
+
+
+@pytest.mark.parametrize("name", [n if "resnet50" not in n else pytest.param(n, marks=SLOW)
+                                  for n in TRAIN])
 def test_train_step_on_8_devices_cuts_the_loss_in_half(name):
+  """One train step sharded over 8 devices equals the 1-device step; then a few dozen
+  1-device steps on the fixed batch cut the loss at least in half. (Long runs of steps on 8
+  simulated CPU devices are avoided: XLA's CPU collectives have deadlocked in them; see the
+  README's known issues.)"""
   kwargs, size, block, steps = TRAIN[name]
-  mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
-  data = NamedSharding(mesh, PartitionSpec("data"))
-  replicated = NamedSharding(mesh, PartitionSpec())
   model = models.create(name, num_classes=NUM_CLASSES, **kwargs)
-  images, labels = blob_batch(8, size, NUM_CLASSES, block=block)
-  images, labels = jax.device_put(images, data), jax.device_put(labels, data)
-  variables = jax.device_put(host_init(model, images[:1]), replicated)
+  images0, labels0 = blob_batch(8, size, NUM_CLASSES, block=block)
   tx = optax.adam(1e-3)
-  opt_state = jax.device_put(tx.init(variables["params"]), replicated)
 
-  @jax.jit
-  def step(params, batch_stats, opt_state, rng):
-    def loss_fn(p):
-      (out, inter), updates = model.apply(
-          {"params": p, "batch_stats": batch_stats}, images, train=True,
-          mutable=["batch_stats"], rngs={"dropout": rng})
-      loss = pixel_softmax_cross_entropy(out, labels)
-      if "aux" in inter:  # torchvision's recipe: aux loss weight 0.5
-        loss = loss + 0.5 * pixel_softmax_cross_entropy(inter["aux"], labels)
-      return loss, updates["batch_stats"]
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+  def make_step(images, labels):
+    @jax.jit
+    def step(params, batch_stats, opt_state, rng):
+      def loss_fn(p):
+        (out, inter), updates = model.apply(
+            {"params": p, "batch_stats": batch_stats}, images, train=True,
+            mutable=["batch_stats"], rngs={"dropout": rng})
+        loss = pixel_softmax_cross_entropy(out, labels)
+        if "aux" in inter:  # torchvision's recipe: aux loss weight 0.5
+          loss = loss + 0.5 * pixel_softmax_cross_entropy(inter["aux"], labels)
+        return loss, updates["batch_stats"]
+      (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), new_stats, opt_state, loss
+    return step
 
-  params, stats = variables["params"], variables.get("batch_stats", {})
-  losses = []
-  for i in range(steps):
+  host_vars = host_init(model, images0[:1])
+  first = {}
+  for n in (8, 1):
+    mesh = Mesh(np.array(jax.devices()[:n]), ("data",))
+    data = NamedSharding(mesh, PartitionSpec("data"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    images, labels = jax.device_put(images0, data), jax.device_put(labels0, data)
+    variables = jax.device_put(host_vars, replicated)
+    opt_state = jax.device_put(tx.init(variables["params"]), replicated)
+    step = make_step(images, labels)
+    params, stats = variables["params"], variables.get("batch_stats", {})
+    params, stats, opt_state, loss = step(params, stats, opt_state, jax.random.key(0))
+    first[n] = float(loss)
+    if n == 8:
+      assert images.sharding.spec == PartitionSpec("data")
+  np.testing.assert_allclose(first[8], first[1], rtol=1e-4)
+  losses = [first[1]]
+  for i in range(1, steps):
     params, stats, opt_state, loss = step(params, stats, opt_state, jax.random.key(i))
     losses.append(float(loss))
-  assert images.sharding.spec == PartitionSpec("data")
   assert all(np.isfinite(losses))
   print(f"{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {steps} steps")
   assert losses[-1] <= 0.5 * losses[0], losses
