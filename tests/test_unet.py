@@ -84,10 +84,11 @@ def test_valid_output_is_the_centre_of_the_input():
   # multiple of 2**depth) shifts the output by 4, with no border effects
   m = models.create("unet", num_classes=2, depth=2, width=2, padding="valid")
   x = jax.random.normal(jax.random.key(1), (1, 48, 48, 3))
-  v = m.init(jax.random.key(0), x[:, :44, :44])
-  a, _ = m.apply(v, x[:, :44, :44])
-  b, _ = m.apply(v, x[:, 4:48, 4:48])
-  big, _ = m.apply(v, x)
+  v = jax.jit(m.init)(jax.random.key(0), x[:, :44, :44])
+  apply = jax.jit(m.apply)
+  a, _ = apply(v, x[:, :44, :44])
+  b, _ = apply(v, x[:, 4:48, 4:48])
+  big, _ = apply(v, x)
   assert a.shape == (1, 4, 4, 2) and big.shape == (1, 8, 8, 2)
   np.testing.assert_allclose(big[:, :4, :4], a, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(big[:, 4:, 4:], b, rtol=1e-4, atol=1e-5)
@@ -128,8 +129,12 @@ TINY = {"data.image_size": 32, "model.width": 4, "model.depth": 2, "batch_size":
         "mesh.shape": {"data": 8}, "num_steps": 60, "schedule.warmup_steps": 0,
         "optimizer.learning_rate": 1e-2,
         "schedule.name": "constant", "data.augmentation": (), "progress_bar": False}
-CONFIGS = ["unet_shapes", "unet_depth_shapes", "unet_normals_shapes",
-           "unet_sketch2image_shapes"]
+# depth and normals run in the slow suite (each costs ~13 s of compile on 2 CPU cores; their
+# losses and metrics are checked in test_tasks_dense.py and their targets in
+# test_dense_targets.py)
+CONFIGS = ["unet_shapes", "unet_sketch2image_shapes",
+           pytest.param("unet_depth_shapes", marks=pytest.mark.slow),
+           pytest.param("unet_normals_shapes", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
