@@ -1,6 +1,7 @@
 """Training target (slow): configs/deeplabv3plus_shapes.py reaches test `miou` >= 0.85 on the
-shapes test split at 128x128, within 20 minutes on a 2-core CPU (issue 6). Prints the wall time
-(record it in BENCHMARKS.md)."""
+shapes test split at 128x128, within 20 minutes on a 2-core CPU (issue 6). Prints the wall time,
+the evaluation curve and the load average (record them in BENCHMARKS.md): the 20-minute limit
+is for an otherwise idle machine, so a run on a loaded machine may exceed it."""
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.slow
 def test_deeplabv3plus_shapes_reaches_miou_085(tmp_path):
   # The README's command, on one CPU device as a user's machine runs it.
   env = dict(os.environ, XLA_FLAGS="")
+  load_before = os.getloadavg()
   t0 = time.time()
   proc = subprocess.run(
       [sys.executable, "train.py", "--config", "configs/deeplabv3plus_shapes.py", "--workdir",
@@ -25,8 +27,12 @@ def test_deeplabv3plus_shapes_reaches_miou_085(tmp_path):
   wall = time.time() - t0
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   test = [r for r in read_metrics(tmp_path) if r["split"] == "test"]
+  assert test, "the run wrote no test evaluation"
+  for r in test:
+    print(f"  step {r['step']}: test miou {r['miou']:.4f}, pixel accuracy "
+          f"{r['pixel_accuracy']:.4f}, mean accuracy {r['mean_accuracy']:.4f}")
   print(f"deeplabv3plus_shapes: test miou {test[-1]['miou']:.4f}, pixel accuracy "
         f"{test[-1]['pixel_accuracy']:.4f} at step {test[-1]['step']}, wall {wall:.1f} s, "
-        f"load average {os.getloadavg()}")
+        f"load average before {load_before}, after {os.getloadavg()}")
   assert test[-1]["miou"] >= 0.85
   assert wall <= 20 * 60
