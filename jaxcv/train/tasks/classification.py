@@ -107,13 +107,12 @@ class Classification(Task):
 
   def draw(self, model, variables, batch, path):
     """A grid of the first 16 images with predicted and true labels (red where wrong)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
     pred = np.asarray(_predict(model, variables, self.model_input(batch)))
     images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
     n = min(16, len(images))
-    fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(n, 2.6), squeeze=False)
+    fig = Figure(figsize=(n, 2.6))
+    axes = fig.subplots(2, (n + 1) // 2, squeeze=False)
     for ax in axes.ravel():
       ax.axis("off")
     for i, ax in enumerate(axes.ravel()[:n]):
@@ -122,4 +121,3 @@ class Classification(Task):
                    color="black" if pred[i] == labels[i] else "red")
     fig.suptitle("predicted / true", fontsize=9, y=1.04)
     fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
