@@ -61,7 +61,8 @@ def data_wait(config_name: str, steps: int) -> tuple[float, float]:
   from jaxcv.train.metrics_writer import read_metrics  # noqa: PLC0415
 
   cfg = load_config(config_name, num_steps=steps, eval_every=steps, checkpoint_every=steps,
-                    log_every=max(steps // 4, 1), progress_bar=False)
+                    log_every=max(steps // 4, 1), progress_bar=False,
+                    **{"mesh.shape": {"data": 1}})
   with tempfile.TemporaryDirectory() as d:
     t = time.perf_counter()
     train_and_evaluate(cfg, d)
@@ -78,11 +79,12 @@ def main():
   p.add_argument("--tfds", action="store_true", help="also read from the tfds ArrayRecords")
   p.add_argument("--configs", nargs="*", default=["lenet_digits"])
   p.add_argument("--steps", type=int, default=400)
+  p.add_argument("--skip-rates", action="store_true", help="only the data_wait runs")
   a = p.parse_args()
   rows = []
   with tempfile.TemporaryDirectory() as data_dir:
     sources = ["generate"] + (["tfds"] if a.tfds else [])
-    for size in (256, 512):
+    for size in () if a.skip_rates else (256, 512):
       for source in sources:
         for workers in (1, 2):
           r = pipeline_rate(size, workers, a.batches, a.batch_size, source, data_dir)
