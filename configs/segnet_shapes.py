@@ -4,37 +4,10 @@ indices. No target of its own (its test halves the loss on a fixed batch).
 
   python train.py --config configs/segnet_shapes.py --workdir runs/segnet_shapes
 """
-import ml_collections
+from configs import unet_shapes
 
 
-def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.task = "segmentation"
+def get_config():
+  c = unet_shapes.get_config()  # data, CE + Dice loss, optimizer and schedule of the U-Net
   c.model = {"name": "segnet", "width": 8}
-  c.data = {"name": "shapes", "image_size": 128, "keys": ("semantic",),
-            "split_sizes": {"train": 2000, "validation": 100, "test": 200}, "seed": 0,
-            "train_split": "train", "eval_splits": ("validation", "test"),
-            "augmentation": ("random_hflip",), "preprocess": (),
-            "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-  c.loss = {"dice_weight": 0.0}
-  c.batch_size = 16
-  c.eval_batch_size = 50
-  c.num_steps = 1000
-  c.optimizer = {"name": "adam", "learning_rate": 3e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
-                 "weight_decay": 0.0, "weight_decay_mask": "kernels", "grad_clip_norm": 1.0}
-  c.schedule = {"name": "cosine", "warmup_steps": 50}
-  c.transfer = {"frozen": (), "head": ("head",), "backbone_lr_mult": 1.0, "init_from": "",
-                "init_exclude": ("head",)}
-  c.dtype = "float32"
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 2
-  c.log_every = 25
-  c.best_metric = "miou"
-  c.best_mode = "max"
-  c.seed = 0
-  c.progress_bar = True
-  c.prefetch = 2
-  c.data_workers = 1
-  c.mesh = {"shape": {"data": -1}, "shard_params": False, "shard_params_min_size": 2**16}
   return c
