@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from torch_reference import import_torchvision
+from torch_reference import import_torchvision, randomize_batchnorm, relative_error
 
 from jaxcv import models
 from jaxcv.weights import torchvision as tv_weights
@@ -25,18 +25,7 @@ def reference(name, aux_loss=True, seed=0):
   torch.manual_seed(seed)
   model = getattr(torchvision.models.segmentation, name)(
       weights=None, weights_backbone=None, aux_loss=aux_loss, num_classes=NUM_CLASSES).eval()
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, torch.nn.BatchNorm2d):
-        m.running_mean.normal_(0.0, 0.5)
-        m.running_var.uniform_(0.5, 2.0)
-        m.weight.normal_(1.0, 0.3)
-        m.bias.normal_(0.0, 0.3)
-  return model
-
-
-def relative_error(ours, ref):
-  return float(np.linalg.norm(np.asarray(ours) - ref) / np.linalg.norm(ref))
+  return randomize_batchnorm(model)
 
 
 @pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])

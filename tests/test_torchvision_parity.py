@@ -12,7 +12,7 @@ import pytest
 from jaxcv import models
 from jaxcv.models import common
 from jaxcv.weights import torchvision as tv_weights
-from torch_reference import import_torchvision
+from torch_reference import import_torchvision, randomize_batchnorm, relative_error
 
 torch, torchvision = import_torchvision()
 
@@ -25,18 +25,7 @@ def reference(name, seed=0):
   """torchvision `name` in eval mode, every BatchNorm given random stats and affine params."""
   torch.manual_seed(seed)
   model = getattr(torchvision.models, name)(weights=None).eval()
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, torch.nn.BatchNorm2d):
-        m.running_mean.normal_(0.0, 0.5)
-        m.running_var.uniform_(0.5, 2.0)
-        m.weight.normal_(1.0, 0.3)
-        m.bias.normal_(0.0, 0.3)
-  return model
-
-
-def relative_error(ours, ref):
-  return float(np.linalg.norm(np.asarray(ours) - ref) / np.linalg.norm(ref))
+  return randomize_batchnorm(model)
 
 
 @pytest.mark.parametrize("name", PARITY)

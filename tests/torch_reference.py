@@ -28,3 +28,23 @@ def import_torchvision():
   except Exception as e:  # noqa: BLE001
     pytest.skip(f"torchvision is not available: {e}", allow_module_level=True)
   return torch, torchvision
+
+
+def randomize_batchnorm(model):
+  """Gives every BatchNorm2d of `model` random running stats and affine parameters (a fresh
+  BatchNorm is the identity and would hide a converter that drops it); returns `model`."""
+  import torch  # noqa: PLC0415
+  with torch.no_grad():
+    for m in model.modules():
+      if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.normal_(0.0, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+        m.weight.normal_(1.0, 0.3)
+        m.bias.normal_(0.0, 0.3)
+  return model
+
+
+def relative_error(ours, ref) -> float:
+  """‖ours − ref‖ / ‖ref‖ over the whole output (the parity rule of docs/conventions.md)."""
+  import numpy as np  # noqa: PLC0415
+  return float(np.linalg.norm(np.asarray(ours) - ref) / np.linalg.norm(ref))

@@ -280,6 +280,24 @@ def separable_conv(x: jax.Array, depthwise_kernel: jax.Array, pointwise_kernel: 
   return conv2d(y, pointwise_kernel, bias=pointwise_bias, precision=precision)
 
 
+def _conv_params(module: nn.Module, x: jax.Array, what: str):
+  """Checks NHWC input and declares `kernel [kh, kw, in / groups, features]` and `bias` for
+  `Conv2d` / `ConvTranspose`; returns `(x, kernel, bias)` promoted to the module's dtype."""
+  if x.ndim != 4:
+    raise ValueError(f"{what} expects features of shape [B, H, W, C] (NHWC); got shape "
+                     f"{tuple(x.shape)}")
+  kh, kw = _pair(module.kernel_size, f"{what} kernel_size", 1)
+  if x.shape[-1] % module.groups:
+    raise ValueError(f"{what}: {x.shape[-1]} input channels are not divisible by groups="
+                     f"{module.groups}")
+  kernel = module.param("kernel", module.kernel_init,
+                        (kh, kw, x.shape[-1] // module.groups, module.features),
+                        module.param_dtype)
+  bias = (module.param("bias", module.bias_init, (module.features,), module.param_dtype)
+          if module.use_bias else None)
+  return nn.dtypes.promote_dtype(x, kernel, bias, dtype=module.dtype)
+
+
 class Conv2d(nn.Module):
   """torch `nn.Conv2d` (explicit symmetric zero padding, stride, dilation, groups) on NHWC.
 
@@ -303,18 +321,7 @@ class Conv2d(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"Conv2d expects features of shape [B, H, W, C] (NHWC); got shape "
-                       f"{tuple(x.shape)}")
-    kh, kw = _pair(self.kernel_size, "Conv2d kernel_size", 1)
-    if x.shape[-1] % self.groups:
-      raise ValueError(f"Conv2d: {x.shape[-1]} input channels are not divisible by groups="
-                       f"{self.groups}")
-    kernel = self.param("kernel", self.kernel_init,
-                        (kh, kw, x.shape[-1] // self.groups, self.features), self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = _conv_params(self, x, "Conv2d")
     return conv2d(x, kernel, self.strides, self.padding, self.dilation, self.groups, bias=bias,
                   precision=self.precision)
 
@@ -342,18 +349,7 @@ class ConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim != 4:
-      raise ValueError(f"ConvTranspose expects features of shape [B, H, W, C] (NHWC); got "
-                       f"shape {tuple(x.shape)}")
-    kh, kw = _pair(self.kernel_size, "ConvTranspose kernel_size", 1)
-    if x.shape[-1] % self.groups:
-      raise ValueError(f"ConvTranspose: {x.shape[-1]} input channels are not divisible by "
-                       f"groups={self.groups}")
-    kernel = self.param("kernel", self.kernel_init,
-                        (kh, kw, x.shape[-1] // self.groups, self.features), self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = _conv_params(self, x, "ConvTranspose")
     return conv_transpose(x, kernel, self.strides, self.padding, self.output_padding,
                           self.dilation, self.groups, bias=bias, precision=self.precision)
 

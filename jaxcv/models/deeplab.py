@@ -39,7 +39,7 @@ import jax.numpy as jnp
 
 from jaxcv.layers import SeparableConv, resize
 from jaxcv.models import common, resnet
-from jaxcv.models.fcn import ConvBNReLU, FCNHead, check_image, resnet_backbone
+from jaxcv.models.fcn import ConvBNReLU, FCNResNet, check_image, resnet_backbone
 from jaxcv.models.registry import register
 
 ModuleDef = Any
@@ -115,7 +115,7 @@ class DeepLabHead(nn.Module):
     return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="cls")(x)
 
 
-class DeepLabV3(nn.Module):
+class DeepLabV3(FCNResNet):
   """torchvision's DeepLabv3 on a dilated ResNet (output stride 8). `x`: `[B, H, W, 3]`.
 
   Returns `(out [B, H, W, num_classes] float32, intermediates)`: `aux` (auxiliary FCNHead
@@ -123,32 +123,11 @@ class DeepLabV3(nn.Module):
   `stage1`..`stage4`. `width` scales the backbone (64 as torchvision) and the ASPP width
   (256 * width / 64).
   """
-  stage_sizes: Sequence[int] = (3, 4, 6, 3)
-  block_cls: ModuleDef = resnet.BottleneckBlock
-  num_classes: int = 21
-  width: int = 64
-  aux_loss: bool = True
-  replace_stride_with_dilation: Sequence[bool] = (False, True, True)
-  dtype: Any = jnp.float32
-  frozen_stages: Sequence[str] = ()
+  model_name = "deeplabv3"
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    check_image(x, "deeplabv3")
-    common.check_frozen(self.frozen_stages, STAGES + ["head", "aux"], "deeplabv3")
-    size = x.shape[1:3]
-    out = resnet_backbone(x, stage_sizes=self.stage_sizes, block_cls=self.block_cls,
-                          width=self.width,
-                          replace_stride_with_dilation=self.replace_stride_with_dilation,
-                          train=train, frozen_stages=self.frozen_stages, dtype=self.dtype)
-    head_norm = common.batch_norm(train, "head", self.frozen_stages, self.dtype)
-    y = DeepLabHead(self.num_classes, 256 * self.width // 64, head_norm, dtype=self.dtype,
-                    name="head")(out["stage4"], train)
-    if self.aux_loss:
-      aux_norm = common.batch_norm(train, "aux", self.frozen_stages, self.dtype)
-      aux = FCNHead(self.num_classes, aux_norm, self.dtype, name="aux")(out["stage3"], train)
-      out["aux"] = resize(aux.astype(jnp.float32), size)
-    return resize(y.astype(jnp.float32), size), out
+  def main_head(self, norm) -> nn.Module:
+    return DeepLabHead(self.num_classes, 256 * self.width // 64, norm, dtype=self.dtype,
+                       name="head")
 
 
 DeepLabV3ResNet50 = register("deeplabv3_resnet50", DeepLabV3)

@@ -216,18 +216,24 @@ class FCNResNet(nn.Module):
   dtype: Any = jnp.float32
   frozen_stages: Sequence[str] = ()
 
+  model_name = "fcn_resnet"  # in error messages
+
+  def main_head(self, norm) -> nn.Module:
+    """The classifier on stage4, named `head` (DeepLabV3 swaps in its ASPP head)."""
+    return FCNHead(self.num_classes, norm, self.dtype, name="head")
+
   @nn.compact
   def __call__(self, x, train: bool = False):
-    check_image(x, "fcn_resnet")
+    check_image(x, self.model_name)
     common.check_frozen(self.frozen_stages, ["stem", "stage1", "stage2", "stage3", "stage4",
-                                             "head", "aux"], "fcn_resnet")
+                                             "head", "aux"], self.model_name)
     size = x.shape[1:3]
     out = resnet_backbone(x, stage_sizes=self.stage_sizes, block_cls=self.block_cls,
                           width=self.width,
                           replace_stride_with_dilation=self.replace_stride_with_dilation,
                           train=train, frozen_stages=self.frozen_stages, dtype=self.dtype)
     head_norm = common.batch_norm(train, "head", self.frozen_stages, self.dtype)
-    y = FCNHead(self.num_classes, head_norm, self.dtype, name="head")(out["stage4"], train)
+    y = self.main_head(head_norm)(out["stage4"], train)
     if self.aux_loss:
       aux_norm = common.batch_norm(train, "aux", self.frozen_stages, self.dtype)
       aux = FCNHead(self.num_classes, aux_norm, self.dtype, name="aux")(out["stage3"], train)
