@@ -9,7 +9,7 @@ from configs import unet_shapes
 
 
 def get_config():
-  c = unet_shapes.get_config()
+  c = unet_shapes.shapes_dense_config()
   c.model = {"name": "deeplabv3_resnet50", "width": 8}
   c.batch_size = 8
   return c

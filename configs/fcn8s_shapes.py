@@ -9,6 +9,6 @@ from configs import unet_shapes
 
 
 def get_config():
-  c = unet_shapes.get_config()
+  c = unet_shapes.shapes_dense_config()
   c.model = {"name": "fcn8s", "width": 8, "hidden": 64}
   return c

@@ -8,7 +8,7 @@ from configs import unet_shapes
 
 
 def get_config():
-  c = unet_shapes.get_config()  # data, CE + Dice loss, optimizer and schedule of the U-Net
+  c = unet_shapes.shapes_dense_config()  # data, CE + Dice loss, optimizer and schedule of the U-Net
   c.model = {"name": "hrnet_w18", "width": 8, "stem_width": 16, "num_modules": (1, 1, 2, 1),
              "num_blocks": (2, 2, 2, 2)}
   return c

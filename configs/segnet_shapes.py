@@ -8,6 +8,6 @@ from configs import unet_shapes
 
 
 def get_config():
-  c = unet_shapes.get_config()  # data, CE + Dice loss, optimizer and schedule of the U-Net
+  c = unet_shapes.shapes_dense_config()  # data, CE + Dice loss, optimizer and schedule of the U-Net
   c.model = {"name": "segnet", "width": 8}
   return c

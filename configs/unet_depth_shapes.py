@@ -9,7 +9,7 @@ from configs import unet_shapes
 
 
 def get_config():
-  c = unet_shapes.get_config()
+  c = unet_shapes.shapes_dense_config()
   c.task = "depth"
   c.data.keys = ("depth",)
   # L1 (metres) + the scale-invariant log loss (a 600-step run with the squared log error

@@ -9,7 +9,7 @@ from configs import unet_shapes
 
 
 def get_config():
-  c = unet_shapes.get_config()
+  c = unet_shapes.shapes_dense_config()
   c.task = "normals"
   c.data.keys = ("normals",)
   c.loss = {}

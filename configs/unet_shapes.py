@@ -7,7 +7,9 @@
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def shapes_dense_config() -> ml_collections.ConfigDict:
+  """What the dense shapes configs share (the other models' configs start from it): the
+  data, CE + Dice, Adam with a cosine schedule, 2,000 steps of batch 8."""
   c = ml_collections.ConfigDict()
   c.task = "segmentation"
   c.model = {"name": "unet", "depth": 4, "width": 8, "padding": "same", "batch_norm": True}
@@ -39,4 +41,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.prefetch = 2
   c.data_workers = 1
   c.mesh = {"shape": {"data": -1}, "shard_params": False, "shard_params_min_size": 2**16}
+  return c
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = shapes_dense_config()
+  # 10,000 training scenes, each generated once and then read from memory (about 650 MB),
+  # and 5,000 steps: with 2,000 scenes and 2,000 steps test miou stalled at 0.83
+  c.data.split_sizes.train = 10000
+  c.data.cache = True
+  c.num_steps = 5000
+  c.eval_every = c.checkpoint_every = 1000
   return c

@@ -10,7 +10,7 @@ from configs import unet_shapes
 
 
 def get_config():
-  c = unet_shapes.get_config()
+  c = unet_shapes.shapes_dense_config()
   c.task = "image_to_image"
   c.model.in_channels = 1
   c.data.keys = ("sketch",)

@@ -128,6 +128,43 @@ def _mesh():
   return Mesh(np.asarray(jax.devices()[:1]), ("data",))
 
 
+def test_cached_shapes_give_the_same_examples_in_fewer_bytes():
+  from jaxcv.data import example_sets
+
+  plain, cached = _shapes(), _shapes(cache=True)
+  assert isinstance(cached.source, example_sets.CachedSource)
+  for _ in range(2):  # the first read fills the cache, the second reads from it
+    for i in (0, 5, 11):
+      want, got = plain.source[i], cached.source[i]
+      assert sorted(got) == sorted(want)
+      for k in want:
+        assert got[k].dtype == want[k].dtype, k
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+  stored = cached.source._store[5]
+  assert stored["image"][1].dtype == np.uint8 and stored["semantic"][1].dtype == np.uint8
+  assert stored["depth"][1].dtype == np.float32  # not 8-bit: kept as it is
+  assert stored["masks"][1].dtype == bool
+  a, b = plain.get(np.arange(4), seed=(1, 2, 3)), cached.get(np.arange(4), seed=(1, 2, 3))
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  # a failing read is not cached: it fails again (and ExampleDataset replaces it)
+  calls = []
+
+  class Flaky:
+    def __len__(self):
+      return 2
+
+    def __getitem__(self, i):
+      calls.append(i)
+      raise OSError("corrupt record")
+
+  flaky = example_sets.CachedSource(Flaky())
+  for _ in range(2):
+    with pytest.raises(OSError):
+      flaky[1]
+  assert calls == [1, 1] and not flaky._store
+
+
 def test_augmented_batches_are_a_function_of_seed_and_step_with_any_worker_count():
   ds = _shapes()
   ds.transform = augment.build([("random_hflip", {"flip_pairs": shapes.KEYPOINT_FLIP_PAIRS}),
@@ -135,13 +172,28 @@ def test_augmented_batches_are_a_function_of_seed_and_step_with_any_worker_count
                                                          "output_size": S})])
   serial = input_pipeline.TrainBatches(ds, 4, 7, 0, _mesh(), prefetch=0)
   ref = [jax.device_get(next(serial)) for _ in range(4)]
-  threaded = input_pipeline.TrainBatches(ds, 4, 7, 2, _mesh(), prefetch=3, workers=2)
-  for s in (2, 3):
-    got = jax.device_get(next(threaded))
-    assert sorted(got) == sorted(ref[s])
-    for k in got:
-      np.testing.assert_array_equal(got[k], ref[s][k], err_msg=k)
-  threaded.close()
+  for reader in input_pipeline.READERS:
+    threaded = input_pipeline.TrainBatches(ds, 4, 7, 2, _mesh(), prefetch=3, workers=2,
+                                           reader=reader)
+    for s in (2, 3):
+      got = jax.device_get(next(threaded))
+      assert sorted(got) == sorted(ref[s])
+      for k in got:
+        np.testing.assert_array_equal(got[k], ref[s][k], err_msg=f"{reader} {k}")
+    threaded.close()
+  # one device: the workers place the batches; sharded over 8: the stepping thread does
+  wide = Mesh(np.asarray(jax.devices()), ("data",))
+  assert input_pipeline.places_from_workers(_mesh())
+  assert input_pipeline.places_from_workers(wide) == (wide.size == 1)
+  wide_ref = input_pipeline.TrainBatches(ds, 8, 7, 0, wide, prefetch=0)
+  wide_threaded = input_pipeline.TrainBatches(ds, 8, 7, 0, wide, prefetch=2, workers=2)
+  for _ in range(2):
+    want, got = jax.device_get(next(wide_ref)), jax.device_get(next(wide_threaded))
+    for k in want:
+      np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+  wide_threaded.close()
+  with pytest.raises(ValueError, match="known: threads, grain"):
+    input_pipeline.TrainBatches(ds, 4, 7, 0, _mesh(), reader="tf.data")
   # the augmentation really ran: step 0's images differ from the plain examples
   idx = input_pipeline.batch_indices(7, 0, 4, len(ds))
   plain = _shapes().get(idx)

@@ -140,7 +140,10 @@ class DeepLabV3Plus(nn.Module):
   Returns `(logits [B, H, W, num_classes] float32, intermediates)` with `stem`,
   `stage1`..`stage4`, `aspp` (`[B, H/os, W/os, aspp_features]`) and `decoder`
   (`[B, H/4, W/4, decoder_features]`). Widths default to 256 (ASPP, decoder) and 48 (the
-  low-level reduction) scaled by `width / 64`.
+  low-level reduction) scaled by `width / 64`. `atrous_rates` are the ASPP's dilations
+  (default (6, 12, 18) at output stride 16 and (12, 24, 36) at 8, as the paper's 513-pixel
+  crops; smaller images want smaller rates, as a dilation beyond the feature map's size
+  leaves only the centre tap).
   """
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   block_cls: ModuleDef = resnet.BottleneckBlock
@@ -150,6 +153,7 @@ class DeepLabV3Plus(nn.Module):
   aspp_features: int | None = None
   low_level_features: int | None = None
   decoder_features: int | None = None
+  atrous_rates: Sequence[int] | None = None
   aspp_dropout: float = 0.1
   dtype: Any = jnp.float32
   frozen_stages: Sequence[str] = ()
@@ -176,7 +180,7 @@ class DeepLabV3Plus(nn.Module):
     aspp_features = self.aspp_features or max(8, round(256 * scale))
     low_features = self.low_level_features or max(4, round(48 * scale))
     dec_features = self.decoder_features or max(8, round(256 * scale))
-    rates = (6, 12, 18) if self.output_stride == 16 else (12, 24, 36)
+    rates = self.atrous_rates or ((6, 12, 18) if self.output_stride == 16 else (12, 24, 36))
     y = out["aspp"] = ASPP(rates, aspp_features, norm("aspp"), separable=True,
                            dropout=self.aspp_dropout, train_bn=train_bn("aspp"),
                            dtype=self.dtype, name="aspp")(out["stage4"], train)

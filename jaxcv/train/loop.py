@@ -169,7 +169,8 @@ class Trainer:
     return input_pipeline.TrainBatches(
         self.train_data, self.config.batch_size, int(self.config.get("seed", 0)), start_step,
         self.mesh, check=self.task.check_batch, prefetch=int(self.config.get("prefetch", 2)),
-        workers=int(self.config.get("data_workers", 1)))
+        workers=int(self.config.get("data_workers", 1)),
+        reader=self.config.get("data_reader", "threads"))
 
   def evaluate(self, state: TrainState, split: str, picture: str | Path | None = None
                ) -> dict[str, float]:
@@ -268,13 +269,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     with _preemption_flag() as preempted:
       metric_sum, metric_count = None, 0
       # share of wall time the loop waited for the next host batch (written as `data_wait`
-      # at each log step): near 0 when the workers keep up with the compiled steps
-      waited, since = 0.0, time.perf_counter()
+      # at each log step): near 0 when the workers keep up with the compiled steps; and the
+      # steps per second of wall time (`steps_per_s`)
+      waited, since, steps_since = 0.0, time.perf_counter(), 0
       for step in range(start + 1, num_steps + 1):
         t = time.perf_counter()
         batch = next(batches)
         waited += time.perf_counter() - t
         state, metrics = trainer.train_step(state, batch)
+        steps_since += 1
         # Summed on the device, asynchronously: no host sync until the log interval.
         metric_sum = metrics if metric_sum is None else jax.tree.map(jnp.add, metric_sum, metrics)
         metric_count += 1
@@ -293,7 +296,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 f"training stopped; {kept}")
           now = time.perf_counter()
           means["data_wait"] = waited / max(now - since, 1e-9)
-          waited, since = 0.0, now
+          means["steps_per_s"] = steps_since / max(now - since, 1e-9)
+          waited, since, steps_since = 0.0, now, 0
           writer.write_train(step, means)
           bar.set_postfix(loss=f"{means['loss']:.4f}")
         if preempted["set"]:
