@@ -14,7 +14,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "")  # one device, as a user's run
@@ -25,6 +24,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
+from train_step import time_steps  # noqa: E402 - benchmarks/ is the script's directory
+
 from jaxcv.layers import conv as jaxcv_conv  # noqa: E402
 
 # [B, H, W, C], dilation: the decoder's separable convs of deeplabv3plus_shapes (128x128 input,
@@ -34,13 +35,8 @@ CASES = [((8, 32, 32, 176), 1), ((8, 32, 32, 128), 1), ((8, 8, 8, 64), 2),
 
 
 def timed_ms(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times) * 1e3
+  """Median ms of `fn()` (which blocks until done) after one warm-up call."""
+  return statistics.median(time_steps(fn, 1, repeats)) * 1e3
 
 
 def jax_times(conv, x, k, d, repeats):
