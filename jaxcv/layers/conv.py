@@ -10,13 +10,13 @@ in every case, so outputs are unchanged; on GPU/TPU, whose convolution gradients
 the plain `lax.conv_general_dilated` is used throughout.
 
 Depthwise convolutions (groups = channels, one output per channel, stride 1: DeepLabv3+'s
-atrous separable convs, MobileNet) are slow on XLA's CPU backend in both directions: a 3x3
-depthwise conv of `[8, 32, 32, 176]` takes 56 ms forward and 145 ms forward + backward,
-where the same sum of 9 shifted, per-channel scaled copies of the input takes 1.3 ms
-forward, and with its hand-written gradient (the input gradient is the same sum over the
-output gradient with the kernel flipped; each tap's kernel gradient a sum of products) about
-44 ms forward + backward. So on the CPU those run as shifted sums (`_depthwise`); values equal
-XLA's convolution up to float rounding (the summation order differs).
+atrous separable convs, MobileNet) are slow on XLA's CPU backend in both directions. The same
+convolution as a sum of shifted, per-channel scaled copies of the input, with a hand-written
+gradient (the input gradient is that sum over the output gradient with the kernel flipped;
+each tap's kernel gradient a sum of products), measured 12-41x faster forward and 3-8x faster
+forward + backward (`benchmarks/depthwise_conv.py`, BENCHMARKS.md). So on the CPU those run
+as shifted sums (`_depthwise`); values equal XLA's convolution up to float rounding (the
+summation order differs).
 
 Use: `nn.Conv(..., conv_general_dilated=conv_general_dilated)`.
 """
@@ -40,19 +40,17 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   convolutions on the CPU backend get a matmul kernel gradient, and stride-1 depthwise NHWC
   convolutions (explicit padding, any dilation) run as shifted sums."""
   dims = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  depthwise = (jax.default_backend() == "cpu" and lhs.ndim == 4 and dims == _NHWC
-               and feature_group_count > 1 and feature_group_count == lhs.shape[-1]
-               and rhs.shape[2:] == (1, lhs.shape[-1]) and not kwargs
-               and not isinstance(padding, str) and all(s == 1 for s in window_strides)
-               and all(d == 1 for d in (lhs_dilation or ())))
-  if depthwise:
+  # both CPU paths: NHWC/HWIO, explicit padding, no input dilation, no extra lax arguments
+  cpu_nhwc = (jax.default_backend() == "cpu" and lhs.ndim == 4 and dims == _NHWC
+              and not kwargs and not isinstance(padding, str)
+              and all(d == 1 for d in (lhs_dilation or ())))
+  if (cpu_nhwc and feature_group_count > 1 and feature_group_count == lhs.shape[-1]
+      and rhs.shape[2:] == (1, lhs.shape[-1]) and all(s == 1 for s in window_strides)):
     pad = tuple(tuple(int(v) for v in p) for p in padding)
     return _depthwise(lhs, rhs, pad, tuple(rhs_dilation or (1, 1)), precision)
-  fast = (jax.default_backend() == "cpu" and lhs.ndim == 4 and dims == _NHWC
-          and rhs.shape[:2] == (1, 1) and feature_group_count == 1 and not kwargs
-          and not isinstance(padding, str) and all(tuple(p) == (0, 0) for p in padding)
-          and all(d == 1 for d in (lhs_dilation or ())) and all(
-              d == 1 for d in (rhs_dilation or ())))
+  fast = (cpu_nhwc and rhs.shape[:2] == (1, 1) and feature_group_count == 1
+          and all(tuple(p) == (0, 0) for p in padding)
+          and all(d == 1 for d in (rhs_dilation or ())))
   if fast:
     return _conv1x1(lhs, rhs, tuple(window_strides), precision)
   return lax.conv_general_dilated(
@@ -90,20 +88,27 @@ def _conv1x1_bwd(strides, precision, residuals, dy):
 _conv1x1.defvjp(_conv1x1_fwd, _conv1x1_bwd)
 
 
-def _shifted_sum(x, kernel, padding, dilation):
-  """Depthwise stride-1 convolution of `x [B, H, W, C]` with `kernel [kh, kw, 1, C]` as the
-  sum over taps of shifted slices of the padded input times the tap's per-channel weight."""
+def _taps(x, kernel_hw, padding, dilation):
+  """`(i, j, slice)` per kernel tap: the slice of `x [B, H, W, C]`, zero-padded by `padding`,
+  that tap (i, j) of a stride-1 convolution with `dilation` multiplies."""
   (pt, pb), (pl, pr) = padding
   dh, dw = dilation
-  kh, kw = kernel.shape[:2]
+  kh, kw = kernel_hw
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   oh = xp.shape[1] - dh * (kh - 1)
   ow = xp.shape[2] - dw * (kw - 1)
-  out = None
   for i in range(kh):
     for j in range(kw):
-      tap = xp[:, i * dh:i * dh + oh, j * dw:j * dw + ow] * kernel[i, j, 0].astype(x.dtype)
-      out = tap if out is None else out + tap
+      yield i, j, xp[:, i * dh:i * dh + oh, j * dw:j * dw + ow]
+
+
+def _shifted_sum(x, kernel, padding, dilation):
+  """Depthwise stride-1 convolution of `x [B, H, W, C]` with `kernel [kh, kw, 1, C]` as the
+  sum over taps of shifted slices of the padded input times the tap's per-channel weight."""
+  out = None
+  for i, j, xs in _taps(x, kernel.shape[:2], padding, dilation):
+    tap = xs * kernel[i, j, 0].astype(x.dtype)
+    out = tap if out is None else out + tap
   return out
 
 
@@ -120,7 +125,7 @@ def _depthwise_fwd(lhs, rhs, padding, dilation, precision):
 def _depthwise_bwd(padding, dilation, precision, residuals, dy):
   del precision
   lhs, rhs = residuals
-  (pt, pb), (pl, pr) = padding
+  (pt, _), (pl, _) = padding
   dh, dw = dilation
   kh, kw = rhs.shape[:2]
   h, w = lhs.shape[1:3]
@@ -133,10 +138,9 @@ def _depthwise_bwd(padding, dilation, precision, residuals, dy):
                                                (ew - pl, w + pl - ow, 0), (0, 0, 0)))
   dx = _shifted_sum(dy_p, rhs[::-1, ::-1], ((0, 0), (0, 0)), dilation)
   # Kernel gradient: per tap, the sum over batch and pixels of input slice times dy.
-  xp = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   c = lhs.shape[-1]
-  taps = [jnp.sum((xp[:, i * dh:i * dh + oh, j * dw:j * dw + ow] * dy).reshape(-1, c), axis=0,
-                  dtype=jnp.float32) for i in range(kh) for j in range(kw)]
+  taps = [jnp.sum((xs * dy).reshape(-1, c), axis=0, dtype=jnp.float32)
+          for _, _, xs in _taps(lhs, (kh, kw), padding, dilation)]
   dk = jnp.stack(taps).reshape(kh, kw, 1, c)
   return dx.astype(lhs.dtype), dk.astype(rhs.dtype)
 
