@@ -13,7 +13,7 @@ Depthwise convolutions (groups = channels, one output per channel, stride 1: Dee
 atrous separable convs, MobileNet) are slow on XLA's CPU backend in both directions. The same
 convolution as a sum of shifted, per-channel scaled copies of the input, with a hand-written
 gradient (the input gradient is that sum over the output gradient with the kernel flipped;
-each tap's kernel gradient a sum of products), measured 12-41x faster forward and 3-8x faster
+each tap's kernel gradient a sum of products), measured 7-41x faster forward and 3-8x faster
 forward + backward (`benchmarks/depthwise_conv.py`, BENCHMARKS.md). So on the CPU those run
 as shifted sums (`_depthwise`); values equal XLA's convolution up to float rounding (the
 summation order differs).
