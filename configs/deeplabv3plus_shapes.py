@@ -1,7 +1,7 @@
 """DeepLabv3+ (atrous separable ASPP, decoder with stride-4 features) on a narrow ResNet-18,
 semantic segmentation of the synthetic `shapes` scenes at 128x128 (6 classes: background and
 5 shapes). Target: test `miou` >= 0.85 within 20 minutes on a 2-core CPU
-(tests/test_deeplab_targets.py; measured: 0.859 in 19.5 minutes, BENCHMARKS.md).
+(tests/test_dense_targets.py; measured: 0.859 in 19.5 minutes, BENCHMARKS.md).
 
   python train.py --config configs/deeplabv3plus_shapes.py --workdir runs/deeplabv3plus_shapes
 """
