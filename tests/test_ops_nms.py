@@ -15,6 +15,8 @@ import jax
 import numpy as np
 import pytest
 
+from jaxcv.ops.boxes import InvalidBoxesError
+from jaxcv.ops.common import InvalidInputError
 from jaxcv.ops.nms import batched_nms, multiclass_nms, nms, soft_nms
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -243,6 +245,107 @@ def test_nms_empty_and_all_invalid():
 def test_bad_input_raises_value_error(call, message):
   with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
     call()
+
+
+# ------------------------------------------------------------------------------------------
+# Bad values: named errors on concrete inputs, masks under jit
+
+GOOD = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+SCORES = np.array([0.9, 0.8, 0.7], np.float32)
+CLASSES = np.array([0, 1, 0], np.int32)
+# every op as f(boxes, scores, valid) with the same keep-everything-possible settings
+OPS = {
+    "nms": lambda b, s, v=None: nms(b, s, 0.5, 3, v),
+    "batched_nms": lambda b, s, v=None: batched_nms(b, s, CLASSES, 0.5, 3, v),
+    "multiclass_nms": lambda b, s, v=None: multiclass_nms(b, s[:, None], 0.0, 0.5, 3, 3, v),
+    "soft_nms": lambda b, s, v=None: soft_nms(b, s, 0.5, 0.5, "gaussian", 0.0, 3, v),
+}
+
+
+def with_row(a, row, value):
+  a = a.copy()
+  a[row] = value
+  return a
+
+
+def kept(op, out):
+  """The kept input rows of an op's output, in output order."""
+  if op == "multiclass_nms":  # boxes, not indices: find them in GOOD
+    boxes, ok = np.asarray(out[0]), np.asarray(out[3])
+    return [int(np.flatnonzero((GOOD == b).all(1))[0]) for b in boxes[ok]]
+  idx, ok = np.asarray(out[0]), np.asarray(out[-1])
+  return idx[ok].tolist()
+
+
+BAD_BOXES = {"x2 < x1": [10, 1, 2, 11], "y2 < y1": [1, 11, 11, 1], "NaN": [1, np.nan, 11, 11],
+             "inf": [1, 1, np.inf, 11]}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("fault", sorted(BAD_BOXES))
+def test_invalid_boxes_raise_on_concrete_input(op, fault):
+  boxes = with_row(GOOD, 1, BAD_BOXES[fault])
+  with pytest.raises(InvalidBoxesError, match=r"boxes\[1\] = .* is not a valid \(x1, y1, x2, y2\)"
+                     r" box .*finite with x1 <= x2 and y1 <= y2"):
+    OPS[op](boxes, SCORES)
+  assert issubclass(InvalidBoxesError, ValueError)
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_padding_rows_are_not_checked_and_bad_rows_are_masked_under_jit(op):
+  valid = np.array([True, False, True])
+  boxes = with_row(GOOD, 1, [np.nan, 5, -np.inf, 0])
+  want = kept(op, OPS[op](GOOD, SCORES, valid))
+  assert kept(op, OPS[op](boxes, SCORES, valid)) == want  # padding may hold anything
+  # under jit nothing can raise: an inverted box, a NaN box and a NaN score are never kept
+  fn = jax.jit(lambda b, s: OPS[op](b, s))
+  for b, s in ((with_row(GOOD, 1, BAD_BOXES["x2 < x1"]), SCORES),
+               (with_row(GOOD, 1, BAD_BOXES["NaN"]), SCORES),
+               (GOOD, with_row(SCORES, 1, np.nan))):
+    assert kept(op, fn(b, s)) == want
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_nan_score_raises_on_concrete_input(op):
+  at = "1, 0" if op == "multiclass_nms" else "1"
+  with pytest.raises(InvalidInputError, match=rf"scores\[{at}\] is NaN .* valid=False"):
+    OPS[op](GOOD, with_row(SCORES, 1, np.nan))
+  OPS[op](GOOD, with_row(SCORES, 1, np.nan), np.array([True, False, True]))  # padding: fine
+
+
+def test_float_class_ids_are_an_error_also_under_jit():
+  msg = "class_ids must be integers; got dtype float32"
+  with pytest.raises(ValueError, match=msg):
+    batched_nms(GOOD, SCORES, np.array([0.2, 0.7, 0.7], np.float32), 0.5, 3)
+  with pytest.raises(ValueError, match=msg):
+    jax.jit(lambda c: batched_nms(GOOD, SCORES, c, 0.5, 3))(np.zeros(3, np.float32))
+  with pytest.raises(ValueError, match="class_ids must be integers; got dtype bool"):
+    batched_nms(GOOD, SCORES, np.zeros(3, bool), 0.5, 3)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: nms(GOOD, SCORES, np.nan, 3), "iou_threshold is NaN"),
+    (lambda: batched_nms(GOOD, SCORES, CLASSES, np.float32(np.nan), 3), "iou_threshold is NaN"),
+    (lambda: soft_nms(GOOD, SCORES, np.nan, 0.5), "iou_threshold is NaN"),
+    (lambda: multiclass_nms(GOOD, SCORES[:, None], np.nan, 0.5, 3, 3), "score_threshold is NaN"),
+    (lambda: multiclass_nms(GOOD, SCORES[:, None], 0.0, np.nan, 3, 3), "iou_threshold is NaN"),
+    (lambda: soft_nms(GOOD, SCORES, 0.5, 0.5, "linear", np.nan, 3), "score_threshold is NaN"),
+    (lambda: nms(GOOD, SCORES, 1.5, 3), r"iou_threshold must be in \[0, 1\]; got 1.5"),
+])
+def test_nan_thresholds_raise_on_concrete_input(call, message):
+  with pytest.raises(InvalidInputError, match=message):
+    call()
+
+
+def test_traced_nan_thresholds_are_documented_behaviour():
+  # a NaN iou_threshold suppresses nothing (iou > NaN is False): the top boxes by score
+  idx, ok = jax.jit(lambda t: nms(GOOD, SCORES, t, 3))(np.float32(np.nan))
+  assert idx[ok].tolist() == [0, 1, 2]
+  # a NaN score_threshold keeps nothing (score > NaN is False)
+  out = jax.jit(lambda t: multiclass_nms(GOOD, SCORES[:, None], t, 0.5, 3, 3))(np.nan)
+  assert not np.asarray(out[3]).any()
+  out = jax.jit(lambda t: soft_nms(GOOD, SCORES, 0.5, 0.5, score_threshold=t))(np.nan)
+  assert not np.asarray(out[2]).any()
 
 
 # ------------------------------------------------------------------------------------------

@@ -219,6 +219,33 @@ def test_roi_align_vmap_over_batches():
     assert np.abs(np.asarray(got[n]) - want).max() <= 1e-5
 
 
+def test_roi_align_per_image_equals_flat_roi_align():
+  rng = np.random.default_rng(10)
+  feats = rng.normal(size=(B, H, W, C)).astype(F32)
+  r = 5
+  boxes = np.stack([random_boxes(rng, r, 4 * H, 4 * W) for _ in range(B)])  # [B, R, 4]
+  valid = rng.uniform(size=(B, r)) < 0.7
+  valid[0, 0] = valid[1, -1] = False
+  padded = np.where(valid[..., None], boxes, np.nan).astype(F32)  # padding may hold NaN
+  per_image = jax.jit(lambda f, b, v: roi.roi_align_per_image(f, b, OUT, 0.25, 2, valid=v))
+  got = np.asarray(per_image(feats, padded, valid))
+  assert got.shape == (B, r, *OUT, C)
+  flat = np.asarray(align(feats, boxes.reshape(-1, 4), np.repeat(np.arange(B), r).astype(np.int32),
+                          0.25, 2, False)).reshape(got.shape)
+  np.testing.assert_array_equal(got[valid], flat[valid])  # the same kernel: bit for bit
+  assert not got[~valid].any()
+  # without a mask every row is pooled; the gradient never sees the NaN padding
+  np.testing.assert_array_equal(roi.roi_align_per_image(feats, boxes, OUT, 0.25, 2), flat)
+  grad = jax.grad(lambda b: per_image(feats, b, valid).sum())(padded)
+  assert np.isfinite(np.asarray(grad)).all() and not np.asarray(grad)[~valid].any()
+  with pytest.raises(ValueError, match="must have B = 2"):
+    roi.roi_align_per_image(feats, boxes[:1].repeat(3, 0), OUT)
+  with pytest.raises(ValueError, match="rank 3"):
+    roi.roi_align_per_image(feats, boxes[0], OUT)
+  with pytest.raises(ValueError, match=r"valid must have shape \[B, R\]"):
+    roi.roi_align_per_image(feats, boxes, OUT, valid=valid[0])
+
+
 def test_gradients():
   rng = np.random.default_rng(11)
   feats = jnp.asarray(rng.normal(size=(2, 5, 6, 2)), jnp.float32)
@@ -251,7 +278,7 @@ def test_bad_input():
   for fn in (roi.roi_align, roi.roi_pool):
     with pytest.raises(ValueError, match="NHWC"):
       fn(f[0], b, i, 2)
-    with pytest.raises(ValueError, match=r"\[K, 4\]"):
+    with pytest.raises(ValueError, match=r"\[\.\.\., 4\]"):
       fn(f, b[:, :3], i, 2)
     with pytest.raises(ValueError, match="box_indices"):
       fn(f, b, i[:2], 2)

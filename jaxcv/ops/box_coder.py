@@ -18,6 +18,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxcv.ops.boxes import check_boxes
+
 DEFAULT_BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
 
@@ -59,10 +61,8 @@ def encode_boxes(reference_boxes: jax.Array, proposals: jax.Array,
     `dw = ww * log(gw / pw)`, `dh = wh * log(gh / ph)` with centres `x1 + 0.5 * w`.
     Degenerate (zero-width) boxes give inf/nan, as in torchvision.
   """
-  reference_boxes = jnp.asarray(reference_boxes)
-  proposals = jnp.asarray(proposals)
-  _check_last(reference_boxes, 4, "reference_boxes")
-  _check_last(proposals, 4, "proposals")
+  reference_boxes = check_boxes(reference_boxes, "reference_boxes")
+  proposals = check_boxes(proposals, "proposals")
   _broadcast(reference_boxes, proposals, "reference_boxes and proposals")
   wx, wy, ww, wh = _check_weights(weights)
   dtype = jnp.result_type(reference_boxes, proposals, jnp.float32)
@@ -108,9 +108,8 @@ def decode_boxes(rel_codes: jax.Array, boxes: jax.Array,
   `.reshape(N, C * 4)` is exactly `decode_single`'s output.
   """
   rel_codes = jnp.asarray(rel_codes)
-  boxes = jnp.asarray(boxes)
   _check_last(rel_codes, 4, "rel_codes")
-  _check_last(boxes, 4, "boxes")
+  boxes = check_boxes(boxes)
   _broadcast(rel_codes, boxes, "rel_codes and boxes")
   wx, wy, ww, wh = _check_weights(weights)
   dtype = jnp.result_type(rel_codes, jnp.float32)
@@ -193,8 +192,7 @@ def yolo_encode(boxes: jax.Array, grid_hw: tuple[int, int], stride: float,
   1); `offset = (bx / stride - j, by / stride - i)`. See `YoloTargets`. Inverse of
   `yolo_decode` with `tx = logit(offset_x)`, `tw = log_wh[a, 0]`.
   """
-  boxes = jnp.asarray(boxes, jnp.float32)
-  _check_last(boxes, 4, "boxes")
+  boxes = check_boxes(boxes, dtype=jnp.float32)
   anchors_wh = _check_anchors_wh(anchors_wh)
   stride = _check_stride(stride)
   if len(grid_hw) != 2 or min(grid_hw) <= 0:
@@ -256,9 +254,8 @@ def fcos_ltrb_targets(points: jax.Array, boxes: jax.Array) -> jax.Array:
     `[P, M, 4]` all-pairs form used in target assignment.
   """
   points = jnp.asarray(points, jnp.float32)
-  boxes = jnp.asarray(boxes, jnp.float32)
   _check_last(points, 2, "points")
-  _check_last(boxes, 4, "boxes")
+  boxes = check_boxes(boxes, dtype=jnp.float32)
   _broadcast(points, boxes, "points and boxes")
   x, y = points[..., 0], points[..., 1]
   return jnp.stack([x - boxes[..., 0], y - boxes[..., 1], boxes[..., 2] - x, boxes[..., 3] - y],
@@ -268,11 +265,9 @@ def fcos_ltrb_targets(points: jax.Array, boxes: jax.Array) -> jax.Array:
 def fcos_ltrb_pairwise(points: jax.Array, boxes: jax.Array) -> jax.Array:
   """`(l, t, r, b)` for every point `[P, 2]` and box `[M, 4]`: float32 `[P, M, 4]`."""
   points = jnp.asarray(points)
-  boxes = jnp.asarray(boxes)
   if points.ndim != 2 or points.shape[-1] != 2:
     raise ValueError(f"points must be [P, 2], got shape {tuple(points.shape)}")
-  if boxes.ndim != 2 or boxes.shape[-1] != 4:
-    raise ValueError(f"boxes must be [M, 4], got shape {tuple(boxes.shape)}")
+  boxes = check_boxes(boxes, ranks=(2,))
   return fcos_ltrb_targets(points[:, None, :], boxes[None, :, :])
 
 

@@ -6,7 +6,8 @@ they need them as static-shape functions that work under `jax.jit`, `jax.vmap` a
 
 Conventions: boxes are `[..., 4]` float arrays, `(x1, y1, x2, y2)` in pixels, with
 `x1 <= x2`, `y1 <= y2` (torchvision's contract; inverted boxes give meaningless numbers, as in
-torchvision). Integer boxes are cast to float32 by the IoU functions.
+torchvision). Integer boxes are cast to float32. `check_boxes` is the one box check of
+`jaxcv.ops` (shape, dtype, and for the NMS family the values of concrete boxes).
 
 One elementwise implementation serves everything: `_geometry(a, b)` computes, for PAIRED boxes
 (broadcast against each other), the intersection, union, enclosing box and centre distance;
@@ -32,22 +33,70 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcv.ops.common import InvalidInputError, is_concrete
+
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
-def _check_boxes(boxes, name: str = "boxes", float_only: bool = False) -> jax.Array:
-  """`boxes` as an array with last dim 4, or a ValueError naming its shape."""
+class InvalidBoxesError(InvalidInputError):
+  """Concrete boxes that break the `(x1, y1, x2, y2)` contract: a coordinate NaN or infinite,
+  or `x2 < x1` / `y2 < y1`, on a row that counts (see `check_boxes`)."""
+
+
+def valid_boxes_mask(boxes: jax.Array) -> jax.Array:
+  """Bool `[...]`: True where a `[..., 4]` xyxy box keeps the contract (all four coordinates
+  finite, `x1 <= x2`, `y1 <= y2`; zero-area boxes are valid). What ops that rank or keep
+  boxes AND into their candidate mask under `jit`, where they cannot raise."""
+  finite = jnp.all(jnp.isfinite(boxes), axis=-1)
+  return finite & (boxes[..., 2] >= boxes[..., 0]) & (boxes[..., 3] >= boxes[..., 1])
+
+
+def check_boxes(boxes, name: str = "boxes", *, ranks: tuple[int, ...] | None = None,
+                dtype=None, values: bool = False, valid=None) -> jax.Array:
+  """The box check of every op in `jaxcv.ops`: `boxes` as a float `[..., 4]` xyxy array.
+
+  - Shape: last dimension 4, and `ndim in ranks` when `ranks` is given (the per-image ops
+    take `(2,)`, one image's `[N, 4]`, and are vmapped over a batch); else any rank >= 1.
+    A wrong shape is a ValueError naming `name` and the shape.
+  - dtype: cast to `dtype` when given (the NMS kernels are float32 throughout); otherwise a
+    float dtype is kept and integer / bool boxes become float32.
+  - Values, with `values=True` (the ops that rank, keep or drop boxes: the NMS family): when
+    `boxes` and `valid` are concrete, every row that counts (`valid` True, bool broadcasting
+    against `boxes[..., 0]`; every row when `valid` is None; padding rows may hold anything)
+    must pass `valid_boxes_mask`, else InvalidBoxesError naming the first bad row, its
+    coordinates and the rule. Traced inputs cannot raise; those ops mask such rows out
+    instead. The geometry functions of this module leave `values` off: they keep
+    torchvision's contract (inverted boxes give meaningless numbers, NaN gives NaN) because
+    they also run on predicted boxes inside losses.
+  """
   boxes = jnp.asarray(boxes)
+  if ranks is not None and boxes.ndim not in ranks:
+    raise ValueError(f"{name} must have rank {' or '.join(map(str, ranks))} (got shape "
+                     f"{tuple(boxes.shape)}); vmap over a batch of images")
   if boxes.ndim < 1 or boxes.shape[-1] != 4:
-    raise ValueError(f"{name} must have shape [..., 4]; got shape {tuple(boxes.shape)}")
-  if float_only and not jnp.issubdtype(boxes.dtype, jnp.floating):
+    raise ValueError(f"{name} must have shape [..., 4]; got shape {tuple(boxes.shape)} (last "
+                     "dimension 4: x1, y1, x2, y2)")
+  if dtype is not None:
+    boxes = boxes.astype(dtype)
+  elif not jnp.issubdtype(boxes.dtype, jnp.floating):
     boxes = boxes.astype(jnp.float32)
+  if values and is_concrete(boxes, valid):
+    counts = (np.ones(boxes.shape[:-1], bool) if valid is None else
+              np.broadcast_to(np.asarray(valid, bool), boxes.shape[:-1]))
+    bad = counts & ~np.asarray(valid_boxes_mask(boxes))
+    if bad.any():
+      row = tuple(int(i) for i in np.argwhere(bad)[0])
+      at = ", ".join(map(str, row))
+      raise InvalidBoxesError(
+          f"{name}[{at}] = {np.asarray(boxes[row]).tolist()} is not a valid (x1, y1, x2, y2) "
+          f"box ({int(bad.sum())} such rows): coordinates must be finite with x1 <= x2 and "
+          "y1 <= y2; mark padding rows valid=False (they are not checked)")
   return boxes
 
 
 def _check_pair(a, b, pairwise: bool) -> tuple[jax.Array, jax.Array]:
-  a = _check_boxes(a, "boxes1", float_only=True)
-  b = _check_boxes(b, "boxes2", float_only=True)
+  a = check_boxes(a, "boxes1")
+  b = check_boxes(b, "boxes2")
   if pairwise:
     if a.ndim < 2 or b.ndim < 2:
       raise ValueError(f"pairwise box functions take boxes1 [..., N, 4] and boxes2 [..., M, 4];"
@@ -78,12 +127,13 @@ def box_convert(boxes: jax.Array, in_fmt: str, out_fmt: str) -> jax.Array:
   """Converts `[..., 4]` boxes between formats (torchvision.ops.box_convert semantics).
 
   Formats: "xyxy" `(x1, y1, x2, y2)`; "xywh" `(x1, y1, w, h)`; "cxcywh" `(cx, cy, w, h)`.
-  Any leading dims; the dtype is kept. Unknown formats raise ValueError.
+  Any leading dims; a float dtype is kept (integer boxes become float32). Unknown formats
+  raise ValueError.
   """
   for fmt in (in_fmt, out_fmt):
     if fmt not in BOX_FORMATS:
       raise ValueError(f"unknown box format {fmt!r}; known formats: {', '.join(BOX_FORMATS)}")
-  boxes = _check_boxes(boxes)
+  boxes = check_boxes(boxes)
   if in_fmt == out_fmt:
     return boxes
   a, b, c, d = (boxes[..., i] for i in range(4))
@@ -103,8 +153,8 @@ def box_convert(boxes: jax.Array, in_fmt: str, out_fmt: str) -> jax.Array:
 
 
 def box_area(boxes: jax.Array) -> jax.Array:
-  """`(x2 - x1) * (y2 - y1)` of `[..., 4]` xyxy boxes: shape `[...]`, the boxes' dtype."""
-  boxes = _check_boxes(boxes)
+  """`(x2 - x1) * (y2 - y1)` of `[..., 4]` xyxy boxes: shape `[...]`, the boxes' float dtype."""
+  boxes = check_boxes(boxes)
   return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
@@ -115,9 +165,9 @@ def clip_boxes(boxes: jax.Array, height, width) -> jax.Array:
   `height`/`width` are numbers or arrays broadcasting against `boxes[..., 0]` (e.g. per-image
   sizes `[B, 1]` for boxes `[B, M, 4]`). Negative Python/NumPy sizes raise ValueError.
   """
-  boxes = _check_boxes(boxes)
+  boxes = check_boxes(boxes)
   for name, v in (("height", height), ("width", width)):
-    if not isinstance(v, jax.core.Tracer) and np.any(np.asarray(v) < 0):
+    if is_concrete(v) and np.any(np.asarray(v) < 0):
       raise ValueError(f"{name} must be >= 0; got {v}")
   height = jnp.asarray(height, boxes.dtype)
   width = jnp.asarray(width, boxes.dtype)
@@ -132,7 +182,7 @@ def small_boxes_mask(boxes: jax.Array, min_size) -> jax.Array:
   The static-shape keep-mask of torchvision.ops.remove_small_boxes: `jnp.nonzero(mask)` on
   `[N, 4]` boxes gives its indices.
   """
-  boxes = _check_boxes(boxes)
+  boxes = check_boxes(boxes)
   ws = boxes[..., 2] - boxes[..., 0]
   hs = boxes[..., 3] - boxes[..., 1]
   return (ws >= min_size) & (hs >= min_size)

@@ -1,4 +1,5 @@
-"""Small helpers every op and layer shares, one per idea: argument pairs and true division.
+"""Small helpers every op and layer shares, one per idea: argument pairs, true division, and
+telling (and naming) a bad concrete input.
 
 Why here: `ops/` is the bottom of the package (it imports nothing of jaxcv), so `layers/`,
 `models/` and the rest can all use these without a cycle.
@@ -9,6 +10,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+
+class InvalidInputError(ValueError):
+  """A concrete input whose VALUES an op would otherwise mishandle without a word (NaN scores,
+  float class ids, a NaN threshold; boxes: `jaxcv.ops.boxes.InvalidBoxesError`). Shape and
+  dtype errors stay plain ValueErrors. Under `jit` values cannot raise: each op's docstring
+  says what it does with them instead (usually: masked out, never kept)."""
+
+
+def is_concrete(*xs) -> bool:
+  """True when none of `xs` is a tracer, i.e. their values can be read (and checked) now."""
+  return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def pair(v, name: str, minimum: int = 1) -> tuple[int, int]:

@@ -14,21 +14,17 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcv.ops.boxes import check_boxes
+from jaxcv.ops.common import true_divide
+
 __all__ = ["heatmaps_to_keypoints", "keypoints_to_heatmap"]
 
 
-def _div(a, b):
-  # A true division also for constant b (XLA otherwise multiplies by a rounded 1/b).
-  return a / lax.optimization_barrier(a * 0 + jnp.asarray(b, jnp.result_type(a)))
-
-
 def _check_rois(rois, k):
-  rois = jnp.asarray(rois)
-  if rois.ndim != 2 or rois.shape[-1] != 4:
-    raise ValueError(f"rois must have shape [K, 4] (x1, y1, x2, y2), got {rois.shape}")
+  rois = check_boxes(rois, "rois", ranks=(2,), dtype=jnp.float32)
   if rois.shape[0] != k:
     raise ValueError(f"rois must have K = {k} rows to match, got {rois.shape[0]}")
-  return rois.astype(jnp.float32)
+  return rois
 
 
 def keypoints_to_heatmap(keypoints, rois, heatmap_size: int):
@@ -81,7 +77,7 @@ def _cubic_weights(t):
 def _cubic_taps(n_out, in_size, out_size):
   """Source taps [n_out, 4] and weights for a bicubic resize in_size -> out_size
   (align_corners=False), at output positions 0..n_out-1."""
-  scale = _div(jnp.float32(in_size), out_size.astype(jnp.float32))
+  scale = true_divide(jnp.float32(in_size), out_size.astype(jnp.float32))
   dst = jnp.arange(n_out, dtype=jnp.float32)
   real = scale * (dst + 0.5) - 0.5
   index = jnp.minimum(jnp.floor(real).astype(jnp.int32), in_size - 1)

@@ -14,20 +14,17 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from jaxcv.ops.boxes import check_boxes
+from jaxcv.ops.common import true_divide
 
 __all__ = ["masks_to_boxes", "paste_masks_in_image"]
-
-
-def _div(a, b):
-  # A true division also for constant b (XLA otherwise multiplies by a rounded 1/b).
-  return a / lax.optimization_barrier(a * 0 + jnp.asarray(b, jnp.result_type(a)))
 
 
 def _linear_taps(dst, in_size, out_size):
   """PyTorch's bilinear align_corners=False source taps for output positions `dst` (float32
   ints) of a resize in_size -> out_size (out_size may be an array): (i0, i1, w0, w1)."""
-  scale = _div(jnp.asarray(in_size, jnp.float32), out_size.astype(jnp.float32))
+  scale = true_divide(jnp.asarray(in_size, jnp.float32), out_size.astype(jnp.float32))
   src = jnp.maximum(scale * (dst + 0.5) - 0.5, 0.0)
   i0 = jnp.floor(src).astype(jnp.int32)
   i1 = i0 + (i0 < in_size - 1).astype(jnp.int32)
@@ -78,11 +75,9 @@ def paste_masks_in_image(masks, boxes, image_shape: Sequence[int], padding: int 
     nothing (torchvision fails on some of them).
   """
   masks = jnp.asarray(masks)
-  boxes = jnp.asarray(boxes)
   if masks.ndim != 3 or masks.shape[1] != masks.shape[2]:
     raise ValueError(f"masks must have shape [K, M, M], got {masks.shape}")
-  if boxes.ndim != 2 or boxes.shape[-1] != 4:
-    raise ValueError(f"boxes must have shape [K, 4] (x1, y1, x2, y2), got {boxes.shape}")
+  boxes = check_boxes(boxes, ranks=(2,), dtype=jnp.float32)  # inverted boxes paste nothing
   if boxes.shape[0] != masks.shape[0]:
     raise ValueError(f"masks and boxes must have the same K, got {masks.shape[0]} masks and "
                      f"{boxes.shape[0]} boxes")
@@ -95,7 +90,6 @@ def paste_masks_in_image(masks, boxes, image_shape: Sequence[int], padding: int 
   m = masks.shape[-1]
   masks = jnp.pad(masks.astype(jnp.float32), ((0, 0), (padding, padding), (padding, padding)))
   scale = jnp.float32(float(m + 2 * padding) / m)
-  boxes = boxes.astype(jnp.float32)
   w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
   h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
   x_c = (boxes[:, 2] + boxes[:, 0]) * 0.5

@@ -1,4 +1,5 @@
-"""RoI feature extraction: `roi_align`, `roi_pool` and FPN `multiscale_roi_align`.
+"""RoI feature extraction: `roi_align`, `roi_pool` and FPN `multiscale_roi_align`, plus
+`roi_align_per_image`, the batched form.
 
 What: the region-of-interest ops of Fast/Faster/Mask R-CNN with torchvision's exact semantics
 (`torchvision.ops.roi_align`, `roi_pool`, `MultiScaleRoIAlign`), so that detection heads with
@@ -9,6 +10,11 @@ Why here and not a port of a kernel: they are pure `jnp` functions with static s
 under `jax.jit`, `jax.vmap` and `jax.grad`. Interpolation and pooling are gathers from the
 flattened feature map, vectorised over RoIs (no Python loop over RoIs); the gradient with
 respect to the features is the gathers' scatter-add, computed by JAX's autodiff.
+
+Boxes: the flat `[K, 4]` + `box_indices` form is torchvision's (RoIs of all images in one
+list, as a detector's RoI head pools them); `roi_align_per_image` takes the padded batch
+form `[B, R, 4]` (+ `valid [B, R]`) that the per-image ops (`nms`, `match`, ...) produce
+under `vmap`, and builds the box indices itself. One kernel serves both.
 
 Semantics follow torchvision's C++ CPU/CUDA kernels (`roi_align_common.h`,
 `roi_pool_kernel.cpp`). Note: torchvision's pure-Python fallback
@@ -24,33 +30,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["infer_scale", "map_levels", "multiscale_roi_align", "roi_align", "roi_pool"]
+from jaxcv.ops.boxes import check_boxes
+from jaxcv.ops.common import pair, true_divide
 
-
-def _pair(output_size, name="output_size") -> tuple[int, int]:
-  if isinstance(output_size, int | np.integer):
-    output_size = (int(output_size), int(output_size))
-  try:
-    oh, ow = (int(s) for s in output_size)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f"{name} must be an int or a pair of ints, got {output_size!r}") from e
-  if oh < 1 or ow < 1:
-    raise ValueError(f"{name} must be positive, got {(oh, ow)}")
-  return oh, ow
+__all__ = ["infer_scale", "map_levels", "multiscale_roi_align", "roi_align",
+           "roi_align_per_image", "roi_pool"]
 
 
 def _check_boxes(boxes, box_indices):
-  boxes = jnp.asarray(boxes)
+  """Flat boxes `[K, 4]` (the one box check, `jaxcv.ops.boxes.check_boxes`) and int32
+  box_indices `[K]`. Box values are not checked: RoIs follow torchvision's kernel whatever
+  they are (with aligned=False an inverted box is a 1-pixel RoI)."""
+  boxes = check_boxes(boxes, ranks=(2,))
   box_indices = jnp.asarray(box_indices)
-  if boxes.ndim != 2 or boxes.shape[-1] != 4:
-    raise ValueError(f"boxes must have shape [K, 4] (x1, y1, x2, y2), got {boxes.shape}")
   if box_indices.shape != boxes.shape[:1]:
     raise ValueError(f"box_indices must have shape [K] = {boxes.shape[:1]} to match boxes, "
                      f"got {box_indices.shape}")
   if not jnp.issubdtype(box_indices.dtype, jnp.integer):
     raise ValueError(f"box_indices must be integers, got {box_indices.dtype}")
-  if not jnp.issubdtype(boxes.dtype, jnp.floating):
-    boxes = boxes.astype(jnp.float32)
   return boxes, box_indices.astype(jnp.int32)
 
 
@@ -61,15 +58,6 @@ def _check_features(features, name="features"):
   if min(features.shape[1:3]) < 1:
     raise ValueError(f"{name} must have a positive height and width, got {features.shape}")
   return features
-
-
-def _div(a, b):
-  """a / b rounded as a true division even when b is a constant (XLA otherwise rewrites a
-  division by a constant into a multiplication by its rounded reciprocal, which moves sample
-  points that sit exactly on a pixel or map edge, e.g. y == H, to the other side)."""
-  # `a * 0 + b` has a's shape and batching (also under vmap) and is not a constant, and the
-  # barrier keeps XLA from seeing `a / broadcast(b)`, which it turns into `a * (1 / b)`.
-  return a / lax.optimization_barrier(a * 0 + jnp.asarray(b, jnp.result_type(a)))
 
 
 def _check_scale(spatial_scale):
@@ -100,7 +88,7 @@ def _sample_coords(start, bin_size, grid, n_out, n_grid, dtype):
   p = jnp.arange(n_out, dtype=dtype)[None, :, None]
   i = jnp.arange(n_grid, dtype=dtype)[None, None, :]
   start, bin_size, grid = (a[:, None, None] for a in (start, bin_size, grid))
-  return start + p * bin_size + _div((i + 0.5) * bin_size, grid)
+  return start + p * bin_size + true_divide((i + 0.5) * bin_size, grid)
 
 
 def _roi_align_flat(flat, offsets, heights, widths, boxes, scale, output_size, sampling_ratio,
@@ -115,15 +103,15 @@ def _roi_align_flat(flat, offsets, heights, widths, boxes, scale, output_size, s
   if not aligned:
     roi_w = jnp.maximum(roi_w, 1.0)
     roi_h = jnp.maximum(roi_h, 1.0)
-  bin_h, bin_w = _div(roi_h, oh), _div(roi_w, ow)
+  bin_h, bin_w = true_divide(roi_h, oh), true_divide(roi_w, ow)
   if sampling_ratio > 0:
     gy = gx = sampling_ratio
     grid_h = jnp.full_like(roi_h, sampling_ratio)
     grid_w = jnp.full_like(roi_w, sampling_ratio)
   else:
     gy = gx = max_sampling_ratio
-    grid_h = jnp.clip(jnp.ceil(_div(roi_h, oh)), 0, max_sampling_ratio)
-    grid_w = jnp.clip(jnp.ceil(_div(roi_w, ow)), 0, max_sampling_ratio)
+    grid_h = jnp.clip(jnp.ceil(true_divide(roi_h, oh)), 0, max_sampling_ratio)
+    grid_w = jnp.clip(jnp.ceil(true_divide(roi_w, ow)), 0, max_sampling_ratio)
   count = jnp.maximum(grid_h * grid_w, 1.0)
   ys = _sample_coords(y1, bin_h, grid_h, oh, gy, dtype)  # [K, oh, gy]
   xs = _sample_coords(x1, bin_w, grid_w, ow, gx, dtype)  # [K, ow, gx]
@@ -150,7 +138,8 @@ def _roi_align_flat(flat, offsets, heights, widths, boxes, scale, output_size, s
   weight = wrows[:, :, None, :, None, :, None] * wcols[:, None, :, None, :, None, :]
   k, n = boxes.shape[0], gy * gx * 4
   index = index.reshape(k, oh, ow, n)
-  weight = _div(weight, count[:, None, None, None, None, None, None]).reshape(k, oh, ow, n)
+  weight = true_divide(weight, count[:, None, None, None, None, None, None])
+  weight = weight.reshape(k, oh, ow, n)
   values = jnp.take(flat, index, axis=0, mode="clip")  # [K, oh, ow, n, C]
   out = jnp.einsum("kyxn,kyxnc->kyxc", weight.astype(values.dtype), values,
                    precision=lax.Precision.HIGHEST)
@@ -191,7 +180,7 @@ def roi_align(features, boxes, box_indices, output_size, spatial_scale: float = 
   """
   features = _check_features(features)
   boxes, box_indices = _check_boxes(boxes, box_indices)
-  output_size = _pair(output_size)
+  output_size = pair(output_size, "output_size")
   sampling_ratio = int(sampling_ratio)
   if sampling_ratio <= 0:
     if max_sampling_ratio is None or int(max_sampling_ratio) < 1:
@@ -208,6 +197,44 @@ def roi_align(features, boxes, box_indices, output_size, spatial_scale: float = 
   scale = jnp.full((k,), spatial_scale, boxes.dtype)
   return _roi_align_flat(flat, offsets, heights, widths, boxes, scale, output_size,
                          sampling_ratio, aligned, max_sampling_ratio)
+
+
+def roi_align_per_image(features, boxes, output_size, spatial_scale: float = 1.0,
+                        sampling_ratio: int = 2, aligned: bool = False,
+                        max_sampling_ratio: int | None = None, valid=None):
+  """`roi_align` with boxes given per image: R boxes for each of the B images.
+
+  Args:
+    features: float `[B, H, W, C]` (NHWC).
+    boxes: float32 `[B, R, 4]`, `(x1, y1, x2, y2)` in image pixels; `boxes[b]` belong to
+      image b (the padded, vmapped-per-image form of `nms` and the samplers).
+    valid: optional bool `[B, R]`; False rows (padding) give zeros and their boxes are never
+      read (they may hold anything, NaN included, with zero gradients).
+    output_size, spatial_scale, sampling_ratio, aligned, max_sampling_ratio: as `roi_align`.
+
+  Returns:
+    `[B, R, oh, ow, C]` in the features' dtype: exactly `roi_align` on the flattened
+    `[B * R, 4]` boxes with `box_indices = [0] * R + [1] * R + ...`, reshaped.
+  """
+  features = _check_features(features)
+  boxes = check_boxes(boxes, ranks=(3,))
+  b, r = boxes.shape[:2]
+  if b != features.shape[0]:
+    raise ValueError(f"boxes [B, R, 4] = {boxes.shape} must have B = {features.shape[0]}, the "
+                     "features' batch size")
+  if valid is not None:
+    valid = jnp.asarray(valid)
+    if valid.shape != (b, r):
+      raise ValueError(f"valid must have shape [B, R] = {(b, r)}; got {valid.shape}")
+    # padding rows read a zero box: no NaN from their coordinates, in values or gradients
+    boxes = jnp.where(valid[..., None], boxes, jnp.zeros_like(boxes))
+  box_indices = jnp.repeat(jnp.arange(b, dtype=jnp.int32), r)
+  out = roi_align(features, boxes.reshape(b * r, 4), box_indices, output_size, spatial_scale,
+                  sampling_ratio, aligned, max_sampling_ratio)
+  out = out.reshape((b, r) + out.shape[1:])
+  if valid is not None:
+    out = jnp.where(valid[:, :, None, None, None], out, jnp.zeros_like(out))
+  return out
 
 
 def _round_half_away(x):
@@ -263,7 +290,7 @@ def roi_pool(features, boxes, box_indices, output_size, spatial_scale: float = 1
   """
   features = _check_features(features)
   boxes, box_indices = _check_boxes(boxes, box_indices)
-  oh, ow = _pair(output_size)
+  oh, ow = pair(output_size, "output_size")
   _check_scale(spatial_scale)
   b, h, w, c = features.shape
   k = boxes.shape[0]
@@ -278,7 +305,7 @@ def roi_pool(features, boxes, box_indices, output_size, spatial_scale: float = 1
   x1, y1, x2, y2 = (start[:, i] for i in range(4))
   size_w = jnp.maximum(x2 - x1 + 1, 1).astype(boxes.dtype)
   size_h = jnp.maximum(y2 - y1 + 1, 1).astype(boxes.dtype)
-  bin_h, bin_w = _div(size_h, oh), _div(size_w, ow)
+  bin_h, bin_w = true_divide(size_h, oh), true_divide(size_w, ow)
 
   def bounds(bin_size, n_out, begin, limit):
     p = jnp.arange(n_out, dtype=boxes.dtype)[None, :]
@@ -315,12 +342,10 @@ def map_levels(boxes, k_min: int, k_max: int, canonical_scale: float = 224,
   """torchvision's FPN `LevelMapper`: for boxes `[K, 4]` returns int32 `[K]` level indices
   in `0..k_max-k_min`: floor(canonical_level + log2(sqrt(area) / canonical_scale) + eps)
   clamped to [k_min, k_max], minus k_min."""
-  boxes = jnp.asarray(boxes)
-  if boxes.ndim != 2 or boxes.shape[-1] != 4:
-    raise ValueError(f"boxes must have shape [K, 4], got {boxes.shape}")
+  boxes = check_boxes(boxes, ranks=(2,))
   area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
   s = jnp.sqrt(area)
-  lvl = jnp.floor(canonical_level + jnp.log2(_div(s, canonical_scale))
+  lvl = jnp.floor(canonical_level + jnp.log2(true_divide(s, canonical_scale))
                   + jnp.asarray(eps, s.dtype))
   lvl = jnp.clip(lvl, k_min, k_max)
   return (lvl - k_min).astype(jnp.int32)
@@ -359,7 +384,7 @@ def multiscale_roi_align(features: Sequence, boxes, box_indices, output_size,
   if len(image_size) != 2 or min(image_size) < 1:
     raise ValueError(f"image_size must be a positive (H, W), got {image_size!r}")
   boxes, box_indices = _check_boxes(boxes, box_indices)
-  output_size = _pair(output_size)
+  output_size = pair(output_size, "output_size")
   sampling_ratio = int(sampling_ratio)
   if sampling_ratio <= 0 and (max_sampling_ratio is None or int(max_sampling_ratio) < 1):
     raise ValueError("sampling_ratio <= 0 (adaptive) needs a static max_sampling_ratio >= 1")
