@@ -172,7 +172,7 @@ def test_pixel_cross_entropy_vmapped_equals_vectorised_and_ignores():
   np.testing.assert_allclose(PIXEL_CE(logits, labels), direct.sum() / (~ignored).sum(),
                              rtol=1e-5)
   # the single-pixel function, by hand
-  loss, valid = L.softmax_cross_entropy_pixel(logits[0, 1, 1], labels[0, 1, 1])
+  loss, valid = L.one_pixel_softmax_cross_entropy(logits[0, 1, 1], labels[0, 1, 1])
   assert bool(valid) == (not ignored[0, 1, 1])
   np.testing.assert_allclose(loss, direct[0, 1, 1], rtol=1e-5)
   # changing ignored pixels' logits changes nothing; their gradient is exactly 0
@@ -201,7 +201,7 @@ def test_pixel_bce_ignore_mask():
   value, grad = fn(logits)
   np.testing.assert_allclose(value, direct[~ignore].mean(), rtol=1e-5)
   assert (np.asarray(grad)[ignore] == 0).all()
-  loss, valid = L.binary_cross_entropy_pixel(jnp.float32(2.0), jnp.float32(1.0), False)
+  loss, valid = L.one_pixel_binary_cross_entropy(jnp.float32(2.0), jnp.float32(1.0), False)
   np.testing.assert_allclose(loss, math.log1p(math.exp(-2.0)), rtol=1e-6)
   assert bool(valid)
 

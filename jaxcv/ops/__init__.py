@@ -25,10 +25,10 @@ from jaxcv.ops.boxes import (InvalidBoxesError, box_area, box_convert, box_iou, 
                              generalized_box_iou, small_boxes_mask, valid_boxes_mask)
 from jaxcv.ops.common import InvalidInputError  # noqa: F401
 from jaxcv.ops.keypoints import heatmaps_to_keypoints, keypoints_to_heatmap  # noqa: F401
-from jaxcv.ops.losses import (binary_cross_entropy_pixel, check_labels,  # noqa: F401
-                              ciou_loss, dice_loss, diou_loss, giou_loss,
-                              pixel_binary_cross_entropy, pixel_softmax_cross_entropy,
-                              sigmoid_focal_loss, smooth_l1_loss, softmax_cross_entropy_pixel,
+from jaxcv.ops.losses import (check_labels, ciou_loss, dice_loss, diou_loss,  # noqa: F401
+                              giou_loss, one_pixel_binary_cross_entropy,
+                              one_pixel_softmax_cross_entropy, pixel_binary_cross_entropy,
+                              pixel_softmax_cross_entropy, sigmoid_focal_loss, smooth_l1_loss,
                               softmax_focal_loss)
 from jaxcv.ops.masks import masks_to_boxes, paste_masks_in_image  # noqa: F401
 from jaxcv.ops.matching import (BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS,  # noqa: F401

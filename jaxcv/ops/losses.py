@@ -10,8 +10,10 @@ rule ("none") are 0 where ignored; their "mean" is over the valid elements only,
 NaN) when there is none. Plain "mean" of an empty array is 0, as torchvision's box losses.
 
 Box losses take PAIRED xyxy boxes `[..., 4]` and reuse `jaxcv.ops.boxes`' elementwise IoU
-family with torchvision's loss-side eps. The per-pixel segmentation losses are written for ONE
-pixel and `jax.vmap`ped over width, height and batch.
+family with torchvision's loss-side eps. The per-pixel segmentation losses come in two forms
+with names that say which: `one_pixel_*` for ONE pixel (logits `[C]`, returning the loss and
+whether the pixel counts; what a task vmaps itself), and `pixel_*`, the same `jax.vmap`ped over
+width, height and batch of `[B, H, W, ...]` maps with a reduction.
 
 Labels outside `[0, C)` that are not the ignore label are treated as ignored under jit
 (`valid` False, zero loss, zero gradient); call `check_labels` on host arrays to raise
@@ -273,8 +275,9 @@ def dice_loss(inputs: jax.Array, targets: jax.Array, mask: jax.Array | None = No
   return _reduce(1 - dice, reduction)
 
 
-def softmax_cross_entropy_pixel(logits: jax.Array, label: jax.Array,
-                                ignore_label: int | None = 255) -> tuple[jax.Array, jax.Array]:
+def one_pixel_softmax_cross_entropy(logits: jax.Array, label: jax.Array,
+                                    ignore_label: int | None = 255
+                                    ) -> tuple[jax.Array, jax.Array]:
   """Cross-entropy of ONE pixel: logits float `[C]`, label int `[]` -> `(loss [], valid [])`.
   `-log softmax(logits)[label]`; 0 (and a zero gradient) when the label is `ignore_label` or
   outside `[0, C)`, with `valid` False."""
@@ -282,8 +285,8 @@ def softmax_cross_entropy_pixel(logits: jax.Array, label: jax.Array,
   return jnp.where(valid, -log_p, 0), valid
 
 
-def binary_cross_entropy_pixel(logit: jax.Array, target: jax.Array,
-                               ignore: jax.Array) -> tuple[jax.Array, jax.Array]:
+def one_pixel_binary_cross_entropy(logit: jax.Array, target: jax.Array,
+                                   ignore: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Binary cross-entropy of ONE pixel from its logit: float `[]`, target float `[]` in
   [0, 1], ignore bool `[]` -> `(loss [], valid [])`; 0 and a zero gradient where ignored."""
   valid = jnp.logical_not(ignore)
@@ -301,7 +304,7 @@ def pixel_softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
                                 reduction: str = "mean") -> jax.Array:
   """Per-pixel softmax cross-entropy: logits float `[B, H, W, C]`, labels int `[B, H, W]`.
 
-  `softmax_cross_entropy_pixel` vmapped over W, H and B. "none": `[B, H, W]` (0 at ignored
+  `one_pixel_softmax_cross_entropy` vmapped over W, H and B. "none": `[B, H, W]` (0 at ignored
   pixels); "mean": over valid pixels only (torch cross_entropy with ignore_index), 0 where
   there is none; "sum".
   """
@@ -311,7 +314,7 @@ def pixel_softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
   if logits.ndim != 4 or labels.shape != logits.shape[:3]:
     raise ValueError(f"logits must be [B, H, W, C] and labels [B, H, W]; got shapes "
                      f"{tuple(logits.shape)} and {tuple(labels.shape)}")
-  pixel = functools.partial(softmax_cross_entropy_pixel, ignore_label=ignore_label)
+  pixel = functools.partial(one_pixel_softmax_cross_entropy, ignore_label=ignore_label)
   loss, valid = _over_pixels(pixel)(logits, labels)
   return _reduce_valid(loss, valid, reduction)
 
@@ -324,7 +327,7 @@ def pixel_binary_cross_entropy(logits: jax.Array, targets: jax.Array,
   targets `[B, H, W]` (or `[B, H, W, 1]`) in [0, 1].
 
   A pixel is ignored where `ignore_mask` (bool `[B, H, W]`) is True or its target equals
-  `ignore_value` (e.g. 255). `binary_cross_entropy_pixel` vmapped over W, H and B. "none":
+  `ignore_value` (e.g. 255). `one_pixel_binary_cross_entropy` vmapped over W, H and B. "none":
   `[B, H, W]`, 0 at ignored pixels; "mean": over valid pixels (0 if none); "sum".
   """
   logits, targets = _as_float(logits), _as_float(targets)
@@ -344,6 +347,6 @@ def pixel_binary_cross_entropy(logits: jax.Array, targets: jax.Array,
     ignore |= ignore_mask.astype(bool)
   if ignore_value is not None:
     ignore |= targets == ignore_value
-  loss, valid = _over_pixels(binary_cross_entropy_pixel)(logits, targets, ignore)
+  loss, valid = _over_pixels(one_pixel_binary_cross_entropy)(logits, targets, ignore)
   return _reduce_valid(loss, valid, reduction)
 

@@ -155,7 +155,7 @@ def segmentation_pixel_loss(logits: jax.Array, label: jax.Array, valid: jax.Arra
   `counted` False (and no gradient) for the ignore label 255, a label outside `[0, C)` or
   `valid` False."""
   label = jnp.where(valid, label, IGNORE_LABEL)
-  return losses.softmax_cross_entropy_pixel(logits, label, IGNORE_LABEL)
+  return losses.one_pixel_softmax_cross_entropy(logits, label, IGNORE_LABEL)
 
 
 _over_pixels = jax.vmap(jax.vmap(jax.vmap(segmentation_pixel_loss)))
