@@ -5,6 +5,10 @@ optionally shifted; the loop runs its `predict` compiled and feeds `COCOEvaluato
 host. Exact boxes must give mAP 1; shifted ones the same stats as pycocotools-identical
 `jaxcv.metrics.coco.evaluate` on the exported json.
 """
+import types
+
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -92,3 +96,49 @@ def test_shifted_predictions_equal_the_evaluator_on_exported_json(runs):
   assert metrics["map"] == pytest.approx(stats[0], abs=1e-12)
   assert metrics["map50"] == pytest.approx(stats[1], abs=1e-12)
   assert metrics["mar100"] == pytest.approx(stats[8], abs=1e-12)
+
+
+class _Logits(nn.Module):
+  """A linear classifier on the mean colour, with the `(output, intermediates)` contract."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    return nn.Dense(4)(jnp.mean(x, (1, 2))), {}
+
+
+@tasks.register("argmax_host_test")
+class ArgmaxHostTask(HostEvalTask):
+  """A host-evaluated task with no `predict` of its own: the base one, via `prediction`."""
+
+  def loss(self, model, variables, batch, rng, train):
+    raise NotImplementedError
+
+  def eval_init(self):
+    return []
+
+  def prediction(self, logits):
+    return {"classes": jnp.argmax(logits, -1)}
+
+  def host_update(self, acc, batch, outputs):
+    return acc + list(outputs["classes"])
+
+  def result(self, acc):
+    return {"n": float(len(acc))}
+
+
+def test_base_predict_serves_host_evaluation_and_pictures():
+  assert "predict" not in HostEvalTask.__abstractmethods__
+  task = ArgmaxHostTask({}, types.SimpleNamespace(num_classes=4))
+  model = _Logits()
+  batch = {"image": np.random.default_rng(0).random((5, 8, 8, 3), np.float32)}
+  variables = model.init(jax.random.key(0), jnp.asarray(batch["image"]))
+  (logits, _), _ = apply_model(model, variables, jnp.asarray(batch["image"]), False)
+  want = np.argmax(np.asarray(logits), -1)
+  # the loop's call: `task.predict(model, variables, batch)` compiled
+  got = jax.jit(lambda v, b: task.predict(model, v, b))(variables, batch)
+  np.testing.assert_array_equal(np.asarray(got["classes"]), want)
+  host = task.compiled_predict(model, variables, batch)
+  assert isinstance(host["classes"], np.ndarray)
+  np.testing.assert_array_equal(host["classes"], want)
+  assert task.result(task.host_update(task.eval_init(), batch, host)) == {"n": 5.0}

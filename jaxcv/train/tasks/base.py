@@ -1,7 +1,15 @@
-"""The task interface the training loop calls, and a helper to run a model."""
+"""The task interface the training loop calls, and a helper to run a model.
+
+Predictions have one path: a task says how its model output becomes a prediction
+(`Task.prediction`, e.g. argmax over classes, positive depth, unit normals), `Task.predict`
+runs the model in evaluation mode and applies it (jit-able; the loop compiles it for
+host-evaluated tasks), and `Task.compiled_predict` is that call compiled once per task and
+model (`_compiled_predict`, the one jitted wrapper), returned as NumPy for `draw`.
+"""
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -28,7 +36,8 @@ def apply_model(model: nn.Module, variables: Mapping[str, Any], x: jax.Array, tr
 class Task(abc.ABC):
   """What a task gives the loop. Arrays in `batch` follow docs/conventions.md.
 
-  All methods but `check_batch`, `result` and `draw` run inside `jax.jit`.
+  All methods but `check_batch`, `result`, `compiled_predict` and `draw` run inside
+  `jax.jit`.
   """
   name: str = "task"
   #: True for tasks evaluated on the host (see `HostEvalTask`).
@@ -49,6 +58,28 @@ class Task(abc.ABC):
 
   def model_input(self, batch: Mapping[str, jax.Array]) -> jax.Array:
     return batch["image"]
+
+  def outputs(self, model: nn.Module, variables, batch, train: bool,
+              rng: jax.Array | None = None) -> tuple[Any, Any]:
+    """`(model output, new batch_stats)` on `model_input(batch)`, intermediates dropped."""
+    (out, _), stats = apply_model(model, variables, self.model_input(batch), train, rng)
+    return out, stats
+
+  def prediction(self, output: Any) -> Any:
+    """The task's prediction from the model's output (jit-able); the output itself unless a
+    task says otherwise (class ids, per-pixel labels, depth, unit normals, ...)."""
+    return output
+
+  def predict(self, model: nn.Module, variables, batch) -> Any:
+    """Predictions for `batch` in evaluation mode: `prediction(outputs(...))`, a pytree of
+    arrays (runs inside `jax.jit`; host-evaluated tasks hand it to `host_update`)."""
+    out, _ = self.outputs(model, variables, batch, False)
+    return self.prediction(out)
+
+  def compiled_predict(self, model: nn.Module, variables, batch) -> Any:
+    """`predict` compiled (one jitted function for every task, the task and the model
+    static, so each pair compiles once per batch shape), as NumPy on the host."""
+    return jax.device_get(_compiled_predict(self, model, variables, batch))
 
   @abc.abstractmethod
   def loss(self, model: nn.Module, variables, batch, rng: jax.Array, train: bool
@@ -71,16 +102,20 @@ class Task(abc.ABC):
     """Optional: writes a PNG of predictions on `batch` to `path`."""
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _compiled_predict(task: Task, model: nn.Module, variables, batch):
+  # Tasks hash by identity and Flax modules by their fields: a task's pictures at every
+  # evaluation reuse one compilation.
+  return task.predict(model, variables, batch)
+
+
 class HostEvalTask(Task):
   """A task whose evaluation accumulates on the host (COCO mAP through
-  `jaxcv.metrics.coco.COCOEvaluator`): the loop runs `predict` compiled on each evaluation
-  batch and hands `host_update` the batch and the outputs as NumPy arrays; `eval_init`
-  returns the host accumulator and `result` reads it."""
+  `jaxcv.metrics.coco.COCOEvaluator`): the loop runs `predict` (the base one, or the task's
+  own; padded outputs such as boxes, scores, classes and a validity mask) compiled on each
+  evaluation batch and hands `host_update` the batch and the outputs as NumPy arrays;
+  `eval_init` returns the host accumulator and `result` reads it."""
   host_eval = True
-
-  @abc.abstractmethod
-  def predict(self, model: nn.Module, variables, batch) -> Any:
-    """Padded model outputs for `batch` (runs inside `jax.jit`)."""
 
   @abc.abstractmethod
   def host_update(self, acc: Any, batch: Mapping[str, np.ndarray], outputs: Any) -> Any:
