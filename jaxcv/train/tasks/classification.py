@@ -1,36 +1,16 @@
 """Image classification: softmax cross-entropy; accuracy, top-5 and loss."""
 from __future__ import annotations
 
-import functools
-from typing import Mapping
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcv import viz
 from jaxcv.ops import image_augment
 from jaxcv.train import tasks
 from jaxcv.train.tasks.base import Task, apply_model
-
-
-def check_image_batch(batch: Mapping[str, np.ndarray], image_shape) -> None:
-  """Raises ValueError unless `image` is float `[B, *image_shape]`."""
-  img = batch.get("image")
-  if img is None:
-    raise ValueError(f"batch has no 'image'; keys: {sorted(batch)}")
-  if img.ndim != 4 or tuple(img.shape[1:]) != tuple(image_shape):
-    raise ValueError(f"batch 'image' has shape {tuple(img.shape)}; expected "
-                     f"[B, {', '.join(map(str, image_shape))}] (NHWC, 3 channels)")
-  if not np.issubdtype(img.dtype, np.floating):
-    raise ValueError(f"batch 'image' has dtype {img.dtype}; expected float32 in [0, 1]")
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _predict(model, variables, x):
-  """Predicted classes `[B]` (for pictures; the metrics come from `eval_update`)."""
-  (logits, _), _ = apply_model(model, variables, x, False)
-  return jnp.argmax(logits, -1)
+from jaxcv.train.tasks.checks import check_image_batch
 
 
 @tasks.register("classification")
@@ -60,6 +40,10 @@ class Classification(Task):
   def model_input(self, batch):
     return (batch["image"] - self.mean) / self.std
 
+  def prediction(self, logits):
+    """Class ids `[B]` int32."""
+    return jnp.argmax(logits, -1).astype(jnp.int32)
+
   def _cross_entropy(self, logits, labels):
     onehot = jax.nn.one_hot(labels, logits.shape[-1])
     if self.label_smoothing:
@@ -87,7 +71,7 @@ class Classification(Task):
     return {"correct": z, "top5": z, "loss": z, "count": z}
 
   def eval_update(self, model, variables, batch, acc):
-    (logits, _), _ = apply_model(model, variables, self.model_input(batch), False)
+    logits, _ = self.outputs(model, variables, batch, False)
     w = batch["example_valid"].astype(jnp.float32)
     labels = batch["label"]
     k = min(5, logits.shape[-1])
@@ -107,17 +91,13 @@ class Classification(Task):
 
   def draw(self, model, variables, batch, path):
     """A grid of the first 16 images with predicted and true labels (red where wrong)."""
-    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
-    pred = np.asarray(_predict(model, variables, self.model_input(batch)))
+    pred = self.compiled_predict(model, variables, batch)
     images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
     n = min(16, len(images))
-    fig = Figure(figsize=(n, 2.6))
-    axes = fig.subplots(2, (n + 1) // 2, squeeze=False)
-    for ax in axes.ravel():
-      ax.axis("off")
-    for i, ax in enumerate(axes.ravel()[:n]):
-      ax.imshow(np.clip(images[i], 0, 1))
-      ax.set_title(f"{pred[i]} / {labels[i]}", fontsize=9,
-                   color="black" if pred[i] == labels[i] else "red")
-    fig.suptitle("predicted / true", fontsize=9, y=1.04)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    cols = (n + 1) // 2
+    idx = [range(r, min(r + cols, n)) for r in (0, cols) if r < n]  # two rows of images
+    viz.save_grid([[viz.as_rgb(images[i]) for i in r] for r in idx], None, path,
+                  cell_titles=[[f"{pred[i]} / {labels[i]}" for i in r] for r in idx],
+                  cell_colors=[["black" if pred[i] == labels[i] else "red" for i in r]
+                               for r in idx],
+                  suptitle="predicted / true", cell_inches=1.0)

@@ -33,25 +33,22 @@ per input channel (or one for all).
   the split) and `psnr` (dB, data range 1, per image from its mean squared error over valid
   pixels, averaged over images; MSE floored at 1e-10, i.e. at most 100 dB).
 
-Pictures: depth GT | prediction colour-mapped (viridis, shared range per row); normals
-mapped to RGB as `(n + 1) / 2`; sketch | target | output.
+Pictures (`jaxcv.viz`): image | depth GT | prediction colour-mapped (viridis, one range
+per row: that of the row's valid ground truth); image | normals GT | prediction mapped to RGB
+as `(n + 1) / 2`; sketch | target | output.
 """
 from __future__ import annotations
 
-import functools
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcv import viz
 from jaxcv.train import tasks
-from jaxcv.train.tasks.segmentation import (
-  DenseTask,
-  center_crop,
-  check_target,
-  save_grid,
-)
+from jaxcv.train.tasks.checks import check_target
+from jaxcv.train.tasks.dense_base import DenseTask, center_crop
 
 MIN_DEPTH = 1e-3
 NORMAL_EPS = 1e-12
@@ -64,12 +61,6 @@ MAX_PSNR_MSE = 1e-10
 def _over_pixels(fn):
   """`fn` of one pixel vmapped over width, height and batch (all arguments mapped)."""
   return jax.vmap(jax.vmap(jax.vmap(fn)))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _predict(task, model, variables, batch):
-  out, _ = task.outputs(model, variables, batch, False)
-  return task.prediction(out)
 
 
 # ------------------------------------------------------------------------------------------
@@ -174,17 +165,17 @@ class Depth(DenseTask):
             "loss": float(acc["loss"]) / max(float(acc["batches"]), 1.0)}
 
   def draw(self, model, variables, batch, path):
-    import matplotlib
-    pred = np.asarray(_predict(self, model, variables, batch))
-    gt = np.asarray(center_crop(np.asarray(batch["depth"]), pred.shape[1:3]))
+    """Up to 6 rows of image | ground-truth depth | predicted depth."""
+    pred = self.compiled_predict(model, variables, batch)
+    gt = self.cropped(batch, "depth", pred.shape[1:3])
     images = np.asarray(batch["image"])
-    cmap = matplotlib.colormaps["viridis"]
     rows = []
     for i in range(min(6, len(pred))):
-      lo, hi = float(gt[i].min()), float(gt[i].max())
-      scale = (lambda a, lo=lo, hi=hi: cmap(np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1))[..., :3])
-      rows.append([np.clip(images[i], 0, 1), scale(gt[i]), scale(pred[i])])
-    save_grid(rows, ["image", "depth (ground truth)", "depth (prediction)"], path)
+      # one scale per row, from the valid ground truth, so that errors show as colour shifts
+      lo, hi = viz.value_range(np.where(gt[i] > 0, gt[i], np.nan))
+      rows.append([viz.as_rgb(images[i]), viz.colormap(gt[i], lo, hi),
+                   viz.colormap(pred[i], lo, hi)])
+    viz.save_grid(rows, ["image", "depth (ground truth)", "depth (prediction)"], path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -271,13 +262,13 @@ class Normals(DenseTask):
     return out
 
   def draw(self, model, variables, batch, path):
-    pred = np.asarray(_predict(self, model, variables, batch))
-    gt = np.asarray(center_crop(np.asarray(batch["normals"]), pred.shape[1:3]))
+    """Up to 6 rows of image | ground-truth normals | predicted normals, as RGB."""
+    pred = self.compiled_predict(model, variables, batch)
+    gt = self.cropped(batch, "normals", pred.shape[1:3])
     images = np.asarray(batch["image"])
-    rgb = lambda n: np.clip((n + 1) / 2, 0, 1)
-    rows = [[np.clip(images[i], 0, 1), rgb(gt[i]), rgb(pred[i])]
+    rows = [[viz.as_rgb(images[i]), viz.normals_to_rgb(gt[i]), viz.normals_to_rgb(pred[i])]
             for i in range(min(6, len(pred)))]
-    save_grid(rows, ["image", "normals (ground truth)", "normals (prediction)"], path)
+    viz.save_grid(rows, ["image", "normals (ground truth)", "normals (prediction)"], path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -342,9 +333,10 @@ class ImageToImage(DenseTask):
     return {"l1": l1, "psnr": float(acc["psnr"]) / max(float(acc["images"]), 1.0), "loss": l1}
 
   def draw(self, model, variables, batch, path):
-    pred = np.asarray(_predict(self, model, variables, batch))
-    sketch = np.asarray(batch["sketch"])[..., 0]
-    target = np.asarray(center_crop(np.asarray(batch["image"]), pred.shape[1:3]))
-    rows = [[np.stack([sketch[i]] * 3, -1), np.clip(target[i], 0, 1), np.clip(pred[i], 0, 1)]
+    """Up to 6 rows of sketch | target image | output."""
+    pred = self.compiled_predict(model, variables, batch)
+    sketch = np.asarray(batch["sketch"])
+    target = self.cropped(batch, "image", pred.shape[1:3])
+    rows = [[viz.as_rgb(sketch[i]), viz.as_rgb(target[i]), viz.as_rgb(pred[i])]
             for i in range(min(6, len(pred)))]
-    save_grid(rows, ["sketch", "target", "output"], path)
+    viz.save_grid(rows, ["sketch", "target", "output"], path)

@@ -40,10 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcv import viz
 from jaxcv.models import autoencoder as ae
 from jaxcv.train import tasks
 from jaxcv.train.tasks.base import Task
-from jaxcv.train.tasks.classification import check_image_batch
+from jaxcv.train.tasks.checks import check_image_batch
 
 
 def check_unit_images(batch: Mapping[str, np.ndarray], image_shape) -> None:
@@ -58,35 +59,9 @@ def check_unit_images(batch: Mapping[str, np.ndarray], image_shape) -> None:
                      "likelihood models pixel values in [0, 1]")
 
 
-def _grid(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
-  """`[rows * cols, H, W, C]` (C 1 or 3) -> one `[rows*(H+pad)+pad, ..., 3]` image, pad white."""
-  n, h, w, c = images.shape
-  images = np.repeat(images, 3, -1) if c == 1 else images
-  out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), np.float32)
-  for i in range(min(n, rows * cols)):
-    r, q = divmod(i, cols)
-    out[pad + r * (h + pad):pad + r * (h + pad) + h,
-        pad + q * (w + pad):pad + q * (w + pad) + w] = images[i]
-  return np.clip(out, 0.0, 1.0)
-
-
-def _save_png(path: str | Path, image: np.ndarray, scale: int = 2) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  from matplotlib import image as mpimg
-  image = np.repeat(np.repeat(image, scale, 0), scale, 1)
-  mpimg.imsave(str(path), image)
-
-
 def _suffixed(path: str | Path, suffix: str) -> Path:
   path = Path(path)
   return path.with_name(f"{path.stem}_{suffix}{path.suffix or '.png'}")
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _reconstruct(model, variables, x):
-  out, _ = model.apply(variables, x, train=False)  # VAE: z = posterior mean
-  return ae.decoder_mean(out, model.likelihood)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -123,13 +98,19 @@ class _LatentTask(Task):
     err = ae.decoder_mean(outputs, model.likelihood) - target
     return ll, jnp.mean(jnp.square(err).reshape(err.shape[0], -1), -1)
 
+  def predict(self, model, variables, batch):
+    """Reconstructions `[B, H, W, channels]`: the decoder's means (VAE: at z = the posterior
+    mean). Overrides the base `predict`, as the decoder mean depends on `model.likelihood`."""
+    out, _ = model.apply(variables, self.model_input(batch), train=False)
+    return ae.decoder_mean(out, model.likelihood)
+
   def draw(self, model, variables, batch, path):
     """Originals over reconstructions at `path` (see the module docstring)."""
     x = np.asarray(batch["image"])
     n = min(16, len(x))
-    rec = np.asarray(_reconstruct(model, variables, jnp.asarray(x[:n])))
+    rec = self.compiled_predict(model, variables, {"image": x[:n]})
     orig = np.asarray(ae.image_target(jnp.asarray(x[:n]), self.channels))
-    _save_png(path, _grid(np.concatenate([orig, rec]), 2, n))
+    viz.save_png(path, viz.tile(np.concatenate([orig, rec]), 2, n), scale=2)
 
 
 @tasks.register("autoencoder")
@@ -224,7 +205,7 @@ class VAE(_LatentTask):
     """Reconstructions at `path`, prior samples and interpolations next to it."""
     super().draw(model, variables, batch, path)
     samples = np.asarray(_samples(model, variables, jax.random.key(self.eval_seed), 64))
-    _save_png(_suffixed(path, "samples"), _grid(samples, 8, 8))
+    viz.save_png(_suffixed(path, "samples"), viz.tile(samples, 8, 8), scale=2)
     x = np.asarray(batch["image"])
     pairs = min(8, len(x) // 2)
     if pairs == 0:
@@ -235,5 +216,5 @@ class VAE(_LatentTask):
     ta = np.asarray(ae.image_target(jnp.asarray(xa), self.channels))
     tb = np.asarray(ae.image_target(jnp.asarray(xb), self.channels))
     rows = np.concatenate([ta[:, None], mid, tb[:, None]], axis=1)
-    _save_png(_suffixed(path, "interpolations"),
-              _grid(rows.reshape(-1, *rows.shape[2:]), pairs, steps + 2))
+    viz.save_png(_suffixed(path, "interpolations"),
+                 viz.tile(rows.reshape(-1, *rows.shape[2:]), pairs, steps + 2), scale=2)

@@ -1,17 +1,13 @@
 """Semantic segmentation: per-pixel softmax cross-entropy (optional Dice); mIoU and accuracies.
 
-Why: the dense tasks (this one and `dense.py`: depth, normals, image_to_image) share one
-shape of problem: an image in, a vector per pixel out, a loss written for ONE pixel and
-`jax.vmap`ped over width, height and batch, with an ignore mask. `DenseTask` holds what they
-share (input normalisation, batch checks, aligning the target with a smaller output, the
-pixel mask); `Segmentation` is the first user.
+A `DenseTask` (jaxcv/train/tasks/dense_base.py): the loss is written for ONE pixel and
+`jax.vmap`ped over width, height and batch.
 
 Conventions (docs/conventions.md): `batch["semantic"]` int32 `[B, H, W]`, class 0..C-1 with
 C = `dataset.class_counts["semantic"]`, 255 = ignore. The model returns logits
 `[B, h, w, C]` float32. When the output is smaller than the labels (a valid-padding U-Net),
-the labels are centre-cropped to it (`center_crop`): the output of a valid-padding network is
-the centre of its input. Pixels with `pixel_valid` False (padding added by an augmentation)
-are ignored as well.
+the labels are centre-cropped to it (`center_crop`). Pixels with `pixel_valid` False
+(padding added by an augmentation) are ignored as well.
 
 Config: `config.data.mean` / `config.data.std` normalise the image (default 0 / 1);
 `config.loss.dice_weight` (default 0) adds `dice_weight * soft Dice` (softmax probabilities,
@@ -21,137 +17,32 @@ Metrics (`result`): `miou` (mean IoU over the classes present in ground truth or
 of the whole split), `pixel_accuracy`, `mean_accuracy` (from a `[C, C]` confusion matrix
 accumulated in `eval_update`, `jaxcv.metrics.segmentation`) and `loss` (mean cross-entropy
 over the split's counted pixels).
+
+Pictures (`draw`): image | ground truth | prediction, labels painted with `jaxcv.viz.overlay`.
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcv import viz
 from jaxcv.metrics import segmentation as seg_metrics
 from jaxcv.ops import losses
 from jaxcv.train import tasks
-from jaxcv.train.tasks.base import Task, apply_model
+from jaxcv.train.tasks.checks import check_target
+from jaxcv.train.tasks.dense_base import DenseTask, center_crop
 
 IGNORE_LABEL = 255
-
-# Class colours for overlays (class 0, background, is not painted).
-PALETTE = np.array([
-    [0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
-    [0, 128, 128], [220, 190, 255], [170, 110, 40], [255, 250, 200], [128, 0, 0],
-], np.float32) / 255.0
-
-
-def center_crop(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """Centre crop of `x` `[B, H, W, ...]` to `[B, h, w, ...]` (offset `(H - h) // 2`).
-
-  The output of a valid-padding network (U-Net) is the centre of its input, so its targets
-  are cropped with this. ValueError if `size` is larger than `[H, W]`.
-  """
-  (h, w), (hh, ww) = tuple(size), x.shape[1:3]
-  if h > hh or w > ww:
-    raise ValueError(f"the model's output ({h}x{w}) is larger than the target ({hh}x{ww})")
-  if (h, w) == (hh, ww):
-    return x
-  top, left = (hh - h) // 2, (ww - w) // 2
-  return x[:, top:top + h, left:left + w]
-
-
-def check_dense_batch(batch: Mapping[str, np.ndarray], input_key: str = "image",
-                      channels: int = 3) -> tuple[int, int, int]:
-  """Raises ValueError unless `batch[input_key]` is float `[B, H, W, channels]`; returns
-  `(B, H, W)`. Also checks `pixel_valid` (bool `[B, H, W]`) when present."""
-  x = batch.get(input_key)
-  if x is None:
-    raise ValueError(f"batch has no {input_key!r}; keys: {sorted(batch)}")
-  x = np.asarray(x)
-  if x.ndim != 4 or x.shape[-1] != channels:
-    raise ValueError(f"batch {input_key!r} has shape {tuple(x.shape)}; expected "
-                     f"[B, H, W, {channels}] (NHWC)")
-  if not np.issubdtype(x.dtype, np.floating):
-    raise ValueError(f"batch {input_key!r} has dtype {x.dtype}; expected float32 in [0, 1]")
-  b, h, w = x.shape[:3]
-  if "pixel_valid" in batch and np.shape(batch["pixel_valid"]) != (b, h, w):
-    raise ValueError(f"batch 'pixel_valid' has shape {np.shape(batch['pixel_valid'])}; "
-                     f"expected [B, H, W] = {(b, h, w)}")
-  return b, h, w
-
-
-def check_target(batch: Mapping[str, np.ndarray], key: str, shape: tuple[int, ...],
-                 floating: bool) -> np.ndarray:
-  """`batch[key]` as NumPy; ValueError if it is missing, not of `shape` or of the wrong kind."""
-  if key not in batch:
-    raise ValueError(f"batch has no {key!r} (the task's target); keys: {sorted(batch)}; "
-                     f"set config.data.keys to include {key!r}")
-  t = np.asarray(batch[key])
-  if tuple(t.shape) != tuple(shape):
-    raise ValueError(f"batch {key!r} has shape {tuple(t.shape)}; expected {tuple(shape)}")
-  ok = np.issubdtype(t.dtype, np.floating) if floating else np.issubdtype(t.dtype, np.integer)
-  if not ok:
-    raise ValueError(f"batch {key!r} has dtype {t.dtype}; expected "
-                     f"{'float32' if floating else 'int32'}")
-  return t
-
-
-def _stat(data, key: str, channels: int, default: float) -> jax.Array:
-  v = np.asarray(data.get(key, None) if data.get(key, None) is not None else default,
-                 np.float32).reshape(-1)
-  if v.size not in (1, channels):
-    raise ValueError(f"config.data.{key} has {v.size} values; the model input has "
-                     f"{channels} channels")
-  return jnp.asarray(v)
-
-
-class DenseTask(Task):
-  """A task with one output vector per pixel. Subclasses set `input_key`, `input_channels`.
-
-  `model_input` is `(batch[input_key] - data.mean) / data.std`; `pixel_mask(batch, shape)`
-  is `example_valid` (eval) and `pixel_valid` (augmentation padding), cropped like targets.
-  """
-  input_key = "image"
-  input_channels = 3
-
-  def __init__(self, config, dataset):
-    super().__init__(config, dataset)
-    data = config.get("data", {})
-    self.mean = _stat(data, "mean", self.input_channels, 0.0)
-    self.std = _stat(data, "std", self.input_channels, 1.0)
-    if not np.all(np.asarray(self.std) > 0):
-      raise ValueError(f"config.data.std must be > 0; got {np.asarray(self.std).tolist()}")
-    self.loss_config = dict(config.get("loss", None) or {})
-
-  def check_batch(self, batch):
-    return check_dense_batch(batch, self.input_key, self.input_channels)
-
-  def model_input(self, batch):
-    return (batch[self.input_key] - self.mean) / self.std
-
-  def outputs(self, model, variables, batch, train, rng=None):
-    """`(model output [B, h, w, K] float32, new batch_stats)`."""
-    (out, _), stats = apply_model(model, variables, self.model_input(batch), train, rng)
-    return out.astype(jnp.float32), stats
-
-  def pixel_mask(self, batch, size: tuple[int, int]) -> jax.Array:
-    """bool `[B, h, w]`: rows with `example_valid` and pixels with `pixel_valid` (if any)."""
-    b = batch[self.input_key].shape[0]
-    mask = jnp.ones((b, *size), bool)
-    if "example_valid" in batch:
-      mask &= batch["example_valid"][:, None, None]
-    if "pixel_valid" in batch:
-      mask &= center_crop(batch["pixel_valid"], size)
-    return mask
 
 
 def segmentation_pixel_loss(logits: jax.Array, label: jax.Array, valid: jax.Array
                             ) -> tuple[jax.Array, jax.Array]:
   """ONE pixel: logits float `[C]`, label int `[]`, valid bool `[]` -> `(loss [], counted [])`.
 
-  Cross-entropy `-log softmax(logits)[label]` (`losses.softmax_cross_entropy_pixel`); 0 with
+  Cross-entropy `-log softmax(logits)[label]` (`losses.one_pixel_softmax_cross_entropy`); 0 with
   `counted` False (and no gradient) for the ignore label 255, a label outside `[0, C)` or
   `valid` False."""
   label = jnp.where(valid, label, IGNORE_LABEL)
@@ -159,40 +50,6 @@ def segmentation_pixel_loss(logits: jax.Array, label: jax.Array, valid: jax.Arra
 
 
 _over_pixels = jax.vmap(jax.vmap(jax.vmap(segmentation_pixel_loss)))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _predict(task, model, variables, batch):
-  out, _ = task.outputs(model, variables, batch, False)
-  return task.prediction(out)
-
-
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-  """RGB `[H, W, 3]` in [0, 1]: `image` with classes > 0 (not 255) painted in `PALETTE`."""
-  labels = np.asarray(labels)
-  paint = (labels > 0) & (labels != IGNORE_LABEL)
-  colour = PALETTE[np.where(paint, labels, 0) % len(PALETTE)]
-  out = np.where(paint[..., None], (1 - alpha) * image + alpha * colour, image)
-  return np.clip(out, 0, 1)
-
-
-def save_grid(rows: list[list[np.ndarray]], titles: list[str], path: str) -> None:
-  """Writes a PNG of `rows` (each a list of RGB or 2-D images) under column `titles`."""
-  from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
-
-  n, m = len(rows), len(titles)
-  fig = Figure(figsize=(2.2 * m, 2.2 * n))
-  axes = fig.subplots(n, m, squeeze=False)
-  for i, row in enumerate(rows):
-    for j, img in enumerate(row):
-      ax = axes[i, j]
-      ax.imshow(img, interpolation="nearest")
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if i == 0:
-        ax.set_title(titles[j], fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=80)
 
 
 @tasks.register("segmentation")
@@ -269,10 +126,11 @@ class Segmentation(DenseTask):
 
   def draw(self, model, variables, batch, path):
     """Up to 6 rows of image | ground-truth overlay | prediction overlay."""
-    pred = np.asarray(_predict(self, model, variables, batch))
+    pred = self.compiled_predict(model, variables, batch)
     images = np.asarray(batch["image"])
-    labels = np.asarray(center_crop(np.asarray(batch["semantic"]), pred.shape[1:3]))
-    images_c = np.asarray(center_crop(images, pred.shape[1:3]))
-    rows = [[np.clip(images[i], 0, 1), overlay(images_c[i], labels[i]),
-             overlay(images_c[i], pred[i])] for i in range(min(6, len(images)))]
-    save_grid(rows, ["image", "ground truth", "prediction"], path)
+    labels = self.cropped(batch, "semantic", pred.shape[1:3])
+    images_c = self.cropped(batch, "image", pred.shape[1:3])
+    paint = lambda img, lab: viz.overlay(img, lab, ignore_label=IGNORE_LABEL)
+    rows = [[viz.as_rgb(images[i]), paint(images_c[i], labels[i]), paint(images_c[i], pred[i])]
+            for i in range(min(6, len(images)))]
+    viz.save_grid(rows, ["image", "ground truth", "prediction"], path)
