@@ -2,7 +2,7 @@
 precision / recall / scores arrays on random cases (crowd GTs, GT areas exactly 32^2 and 96^2,
 tied scores within and across images, > 100 detections in a pair, categories and images
 without GT, empty result lists), the padded-batch evaluator against `evaluate` on its own json
-export, bad input, the RLE codec against pycocotools.mask, bit-exact bbox IoU, NumPy's
+export, the RLE codec against pycocotools.mask, bit-exact bbox IoU, NumPy's
 summation order, and that float64 stays scoped to the evaluator."""
 import contextlib
 import copy
@@ -18,7 +18,7 @@ from pycocotools import mask as mu
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from jaxcv.metrics import coco, coco_rle
+from jaxcv.metrics import coco, coco_inputs, coco_match, coco_rle
 
 
 def make_case(rng, iou_type="bbox", n_img=6, n_cat=4, big_pair=False, num_kpts=17, hw=(24, 32)):
@@ -230,7 +230,7 @@ def test_bbox_iou_bit_exact():
   ref = mu.iou(d.tolist(), g.tolist(), crowd.astype(np.uint8).tolist())
   dd, gg = np.repeat(d, 40, 0), np.tile(g, (300, 1))
   with jax.enable_x64(True):
-    out = np.asarray(coco._bbox_iou(dd, gg, np.tile(crowd, 300), np.float64(0.0)))
+    out = np.asarray(coco_match._bbox_iou(dd, gg, np.tile(crowd, 300), np.float64(0.0)))
   np.testing.assert_array_equal(out.reshape(300, 40), ref)
 
 
@@ -242,13 +242,13 @@ def test_mask_iou_equals_pycocotools():
   rles = [mu.encode(np.asfortranarray(m)) for m in masks]
   crowd = np.array([0, 1] * 6, np.uint8)
   ref = mu.iou(rles, rles, crowd.tolist())
-  data = coco._Data("segm", None, None, None,
-                    {"runs": [coco_rle.runs(coco_rle.rle_counts(r)) for r in rles],
-                     "crowd": crowd.astype(bool)},
-                    {"runs": [coco_rle.runs(coco_rle.rle_counts(r)) for r in rles]})
+  data = coco_inputs.Data("segm", None, None, None,
+                          {"runs": [coco_rle.runs(coco_rle.rle_counts(r)) for r in rles],
+                           "crowd": crowd.astype(bool)},
+                          {"runs": [coco_rle.runs(coco_rle.rle_counts(r)) for r in rles]})
   di, gi = np.repeat(np.arange(12), 12), np.tile(np.arange(12), 12)
   with jax.enable_x64(True):
-    out = coco._pair_ious(data, di, gi, None)
+    out = coco_match._pair_ious(data, di, gi, None)
   np.testing.assert_array_equal(out.reshape(12, 12), ref)
 
 
@@ -257,7 +257,7 @@ def test_numpy_summation_order():
   x = np.exp(-rng.exponential(1, (400, 17)) * rng.choice([1e-3, 1, 30], (400, 1)))
   n = rng.integers(1, 18, 400)
   with jax.enable_x64(True):
-    out = np.asarray(jax.jit(coco._numpy_sum)(x, n))
+    out = np.asarray(jax.jit(coco_match._numpy_sum)(x, n))
   np.testing.assert_array_equal(out, [np.sum(x[i, :n[i]]) for i in range(400)])
 
 
@@ -283,45 +283,6 @@ def test_rle_codec_equals_pycocotools():
   big[100:650, 3:880] = 1
   big[0, 0] = 1
   assert coco_rle.encode(big)["counts"] == mu.encode(np.asfortranarray(big))["counts"]
-
-
-def _bad_cases():
-  gt = {"images": [{"id": 1, "height": 10, "width": 10}], "categories": [{"id": 3}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 1, 4, 4],
-                         "area": 16.0, "iscrowd": 0, "segmentation":
-                         coco_rle.encode(np.eye(10))}]}
-  ok = {"image_id": 1, "category_id": 3, "bbox": [1, 1, 3, 3], "score": 0.5}
-  return gt, ok
-
-
-@pytest.mark.parametrize("change, iou_type, match", [
-    ({"image_id": 7}, "bbox", "image ids not in gt"),
-    ({"category_id": 4}, "bbox", "category ids not in gt"),
-    ({"bbox": [1, 1, -2, 3]}, "bbox", "w, h >= 0"),
-    ({"score": float("nan")}, "bbox", "finite"),
-    ({"bbox": [1, 1, 3]}, "bbox", "4 numbers"),
-    ({"segmentation": [[1, 1, 5]]}, "segm", "polygon"),  # fewer than 3 points
-    ({"segmentation": coco_rle.encode(np.ones((4, 4)))}, "segm", "differs from its image"),
-    ({"keypoints": [1, 2, 2]}, "keypoints", "every gt annotation needs 'keypoints'"),
-])
-def test_bad_input(change, iou_type, match):
-  gt, ok = _bad_cases()
-  if iou_type == "segm":
-    ok = {k: v for k, v in ok.items() if k != "bbox"}
-    ok["segmentation"] = coco_rle.encode(np.eye(10))
-  det = dict(ok, **change)
-  with pytest.raises(ValueError, match=match):
-    coco.evaluate(gt, [ok, det], iou_type)
-
-
-def test_bad_iou_type_and_sigmas():
-  gt, ok = _bad_cases()
-  with pytest.raises(ValueError, match="iou_type"):
-    coco.evaluate(gt, [ok], "mask")
-  gt["annotations"][0]["keypoints"] = [1, 1, 2] * 17
-  gt["annotations"][0]["num_keypoints"] = 17
-  with pytest.raises(ValueError, match="keypoints"):
-    coco.evaluate(gt, [dict(ok, keypoints=[1, 1, 1] * 16)], "keypoints")
 
 
 def _batches(rng, n_batches=3, b=3, m=6, d=9, h=16, w=20, k=17, c=4):

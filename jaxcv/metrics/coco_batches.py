@@ -2,16 +2,20 @@
 and `COCOEvaluator`, which the training loop feeds batch by batch (see `HostEvalTask`).
 
 Split from `jaxcv.metrics.coco` (the pycocotools-identical evaluator itself), which
-re-exports these names.
+re-exports these names. Batches are checked with the same rules as COCO dicts
+(`coco_inputs`): ground-truth boxes and detection boxes must be finite with x2 >= x1 and
+y2 >= y1 (on valid rows), GT areas finite and >= 0, scores finite, classes known.
 """
 from __future__ import annotations
-
 
 import jax
 import numpy as np
 
 from jaxcv.metrics import coco_rle
-from jaxcv.metrics.coco import (IOU_TYPES, _Data, _evaluate_data, _index_of, _sigmas_for)
+from jaxcv.metrics.coco_inputs import (Data, DetectionError, GroundTruthError, check_areas,
+                                       check_finite, check_scores, check_xywh, index_of,
+                                       sigmas_for)
+from jaxcv.metrics.coco_params import IOU_TYPES
 
 
 def _host(x):
@@ -78,7 +82,10 @@ def _flatten(gt_batches, det_batches, mask_threshold: float):
 
   images = {"id": cat(imgs["id"], dtype=np.int64), "hw": cat(imgs["hw"], (0, 2), np.int64)}
   if np.unique(images["id"]).size != images["id"].size:
-    raise ValueError("image_id values repeat across the evaluated batches")
+    ids, counts = np.unique(images["id"], return_counts=True)
+    raise GroundTruthError(f"image_id {int(ids[counts > 1][0])} appears in "
+                           f"{int(counts[counts > 1][0])} valid examples of the evaluated "
+                           "batches; image ids must be unique")
   gt = {k: cat(g[k], (0, 4) if k == "box" else (0,)) for k in ("img", "cls", "box", "crowd",
                                                                "area")}
   gt["masks"] = None if any(m is None for m in g["masks"]) or not g["masks"] else [
@@ -146,21 +153,40 @@ def to_coco_dets(batches, outputs, iou_type: str = "bbox", mask_threshold: float
   return res
 
 
-def _data_from_arrays(images, g, d, cats, iou_type, num_kpts) -> _Data:
-  """_Data straight from flattened batches: what _pack gives for to_coco_gt / to_coco_dets."""
+def _data_from_arrays(images, g, d, cats, iou_type, num_kpts) -> Data:
+  """Data straight from flattened batches: what `pack` gives for to_coco_gt / to_coco_dets.
+  Ground-truth row j is annotation id j + 1 of `to_coco_gt`; detection row j is
+  `to_coco_dets(...)[j]`."""
   img_ids, first = np.unique(images["id"], return_index=True)
   img_hw = images["hw"][first]
-  gi, _ = _index_of(g["img"], img_ids)
-  gc, okc = _index_of(g["cls"], cats)
-  di, _ = _index_of(d["img"], img_ids)
-  dc, okd = _index_of(d["cls"], cats)
-  if not okc.all() or not okd.all():
-    raise ValueError(f"classes outside the categories {cats.tolist()[:5]}...: "
-                     f"{np.unique(np.r_[g['cls'][~okc], d['cls'][~okd]]).tolist()[:10]}")
-  if not np.all(np.isfinite(d["score"])):
-    raise ValueError("detection scores must be finite (NaN or inf found)")
-  if np.any(d["box"][:, 2:] < 0) and iou_type == "bbox":
-    raise ValueError("detection boxes must have x2 >= x1 and y2 >= y1")
+
+  def gt_row(j):
+    return f"ground-truth box {j} (annotation id {j + 1}, image_id {int(g['img'][j])})"
+
+  def det_row(j):
+    return f"detection {j} (image_id {int(d['img'][j])}, class {int(d['cls'][j])})"
+
+  gi, _ = index_of(g["img"], img_ids)
+  gc, okc = index_of(g["cls"], cats)
+  di, _ = index_of(d["img"], img_ids)
+  dc, okd = index_of(d["cls"], cats)
+  if not okc.all():
+    j = int(np.flatnonzero(~okc)[0])
+    raise GroundTruthError(f"{gt_row(j)}: class {int(g['cls'][j])} is not one of the "
+                           f"categories {cats.tolist()[:10]} (1..num_classes)")
+  if not okd.all():
+    j = int(np.flatnonzero(~okd)[0])
+    raise DetectionError(f"{det_row(j)}: class {int(d['cls'][j])} is not one of the "
+                         f"categories {cats.tolist()[:10]} (1..num_classes)")
+  check_scores(d["score"], det_row)
+  check_areas(g["area"], gt_row)
+  if iou_type in ("bbox", "keypoints"):  # xywh here: x2 < x1 is a negative width
+    check_xywh(g["box"], gt_row, GroundTruthError)
+  if iou_type == "bbox":
+    check_xywh(d["box"], det_row, DetectionError)
+  if iou_type == "keypoints":
+    check_finite(g["kps"], "keypoints", gt_row, GroundTruthError)
+    check_finite(d["kps"], "keypoints", det_row, DetectionError)
   gt = {"img": gi, "cat": gc, "id": np.arange(1, gi.size + 1), "area": g["area"],
         "crowd": g["crowd"].astype(bool), "ignore": g["crowd"].astype(bool)}
   dt = {"img": di, "cat": dc, "score": d["score"]}
@@ -178,7 +204,7 @@ def _data_from_arrays(images, g, d, cats, iou_type, num_kpts) -> _Data:
     gt["ignore"] = gt["ignore"] | ((g["kps"][..., 2] > 0).sum(-1) == 0)
     x, y = d["kps"][..., 0], d["kps"][..., 1]
     dt["area"] = (x.max(1) - x.min(1)) * (y.max(1) - y.min(1)) if x.size else np.zeros(0)
-  return _Data(iou_type, img_ids, img_hw, cats, gt, dt)
+  return Data(iou_type, img_ids, img_hw, cats, gt, dt)
 
 
 class COCOEvaluator:
@@ -223,11 +249,13 @@ class COCOEvaluator:
       types.append("segm")
     if g["kps"] is not None and d["kps"] is not None:
       types.append("keypoints")
+    from jaxcv.metrics.coco import evaluate_data  # noqa: PLC0415 - coco imports this module
+
     out = {}
     for t in types:
-      sigmas = _sigmas_for(t, self.kpt_oks_sigmas)
+      sigmas = sigmas_for(t, self.kpt_oks_sigmas)
       data = _data_from_arrays(images, g, d, cats, t, None if sigmas is None else sigmas.size)
-      out[t] = _evaluate_data(data, sigmas).stats
+      out[t] = evaluate_data(data, sigmas).stats
     return out
 
   def compute(self) -> dict[str, float]:
