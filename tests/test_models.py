@@ -81,6 +81,41 @@ def test_unknown_name_lists_known_ones():
     models.create("resnet5")
 
 
+@pytest.mark.parametrize("name, kwargs, match", [
+    # num_classes=0 was a ZeroDivisionError in the head's initializer, -3 a broadcasting
+    # TypeError; both only at init
+    ("lenet5", {"num_classes": 0}, r"'lenet5': num_classes must be a positive int.*got 0"),
+    ("lenet5", {"num_classes": -3}, r"'lenet5': num_classes must be a positive int.*got -3"),
+    ("lenet5", {"num_classes": 2.5}, r"'lenet5': num_classes .*not a bool or a float.*2\.5"),
+    ("lenet5", {"num_classes": True}, r"'lenet5': num_classes .*got True"),
+    ("resnet18", {"num_classes": "10"}, r"'resnet18': num_classes .*got '10'"),
+    ("mlp", {"hidden": 0}, r"'mlp': hidden must be a positive int.*got 0"),
+    ("mlp", {"hidden": None}, r"'mlp': hidden .*got None"),  # its default is 128, not None
+    ("resnet18", {"width": -8}, r"'resnet18': width must be a positive int.*got -8"),
+    ("vae", {"latent_dim": 0}, r"'vae': latent_dim must be"),
+    ("vae", {"gaussian_std": -1.0}, r"'vae': gaussian_std must be a number >= 0"),
+    ("unet", {"dropout": 1.0}, r"'unet': dropout must be a dropout rate in \[0, 1\); got 1\.0"),
+    ("unet", {"batch_norm": "yes"}, r"'unet': batch_norm must be True or False"),
+    ("deeplabv3plus_resnet18", {"aspp_features": 0}, r"aspp_features must be a positive int"),
+    ("resnet18", {"frozen_stages": "stem"}, r"'resnet18': frozen_stages must be .*not a string"),
+    ("resnet18", {"dtype": jnp.int32}, r"'resnet18': dtype must be a floating dtype"),
+    ("lenet5", {"colour": "red"},
+     r"'lenet5' does not take argument\(s\) \['colour'\]; it takes \['dtype', "
+     r"'frozen_stages', 'num_classes'\]"),
+])
+def test_bad_constructor_arguments_are_named_errors_at_create(name, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    models.create(name, **kwargs)
+
+
+def test_good_constructor_arguments_pass_the_checks():
+  assert models.create("lenet5", num_classes=np.int64(3)).num_classes == 3
+  assert models.create("alexnet", hidden=None).hidden is None  # default None: derived
+  assert models.create("resnet18", dtype=jnp.bfloat16, frozen_stages=["stem"]).width == 64
+  assert models.create("unet", dropout=0, batch_norm=np.bool_(True)).dropout == 0
+  assert models.create("resnet18", stage_sizes=(1, 1, 1, 1)).stage_sizes == (1, 1, 1, 1)
+
+
 @pytest.mark.parametrize("name", ["mlp", "lenet5"])
 def test_init_runs(name):
   model, _, x = tiny(name)
