@@ -219,6 +219,22 @@ def test_digits_get_and_cache_safety():
   assert data.load("digits", "train") is not ds  # a fresh object over the cached arrays
 
 
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("digits", {"image_size": 0}, r"digits: image_size \(data.image_size\) must be >= 1, got 0"),
+    ("digits", {"image_size": 2.5}, r"digits: image_size .*must be an int, got 2\.5"),
+    ("digits", {"image_size": True}, r"digits: image_size .*must be an int, got True"),
+    ("digits", {"split_seed": -1}, r"digits: split_seed must be in \[0, 4294967295\]"),
+    # checked before TensorFlow is imported or anything is read
+    ("mnist", {"image_size": -5}, r"mnist: image_size .*must be >= 1, got -5"),
+    ("cifar10", {"image_size": 32.0}, r"cifar10: image_size .*must be an int"),
+    ("mnist", {"download": "yes"}, r"mnist: download must be True or False"),
+    ("cifar10", {"data_dir": 7}, r"cifar10: data_dir .*must be a directory path"),
+])
+def test_bad_in_memory_options_are_named_errors(name, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    data.load(name, "train", **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------
 # tfds readers, on tfds.testing.mock_data (nothing downloaded)
 

@@ -8,12 +8,14 @@ ArrayRecord and TFRecord formats (the latter exercises the `tfds.load` fallback)
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import pytest
 
 from jaxcv.data import catalog
+from jaxcv.data.base import CorruptExampleError
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -375,6 +377,51 @@ def test_source_through_tfds_data_source_mock(name):
       src[3]
   with pytest.raises(ValueError, match="decode option"):
     catalog.source(name, "train", nonsense=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_keys_are_what_the_decoders_give(name):
+  assert tuple(catalog.reader(name)(hand_made(name), index=0)) == catalog.EXAMPLE_KEYS[name]
+
+
+def test_bad_records_are_corrupt_example_errors_and_bad_options_are_not():
+  """The pipeline replaces (and counts) a CorruptExampleError; a plain ValueError stops."""
+  rec = voc_record(0)
+  rec["objects"]["label"] = rec["objects"]["label"][:1]
+  with pytest.raises(CorruptExampleError, match="different lengths"):
+    catalog.decode_voc2007(rec)
+  with pytest.raises(CorruptExampleError, match="record has no 'segmentation_mask'"):
+    catalog.decode_oxford_iiit_pet({"image": pet_record(0)["image"], "label": 3}, index=0)
+  with pytest.raises(ValueError, match="foreground must be one of") as e:
+    catalog.decode_oxford_iiit_pet(pet_record(0), index=0, foreground="cat")
+  assert not isinstance(e.value, CorruptExampleError)
+  # at source(), before tfds opens anything
+  with pytest.raises(ValueError, match=r"oxford_iiit_pet: foreground must be one of "
+                     r"\('pet', 'species', 'breed'\), got 'cat'"):
+    catalog.source("oxford_iiit_pet", "train", foreground="cat")
+
+
+def test_a_record_the_storage_layer_cannot_return_is_replaced_and_counted(caplog):
+  from jaxcv.data import pipeline
+
+  class Damaged(list):
+    def __getitem__(self, i):
+      if i == 1:  # what TensorStore / array_record raise for a damaged chunk
+        raise Exception("DATA_LOSS: Error reading record 1")  # noqa: TRY002
+      return super().__getitem__(i)
+
+  records = Damaged([voc_record(s, filename=f"00000{s}.jpg") for s in range(4)])
+  with tfds.testing.mock_data(as_data_source_fn=lambda self, split, **kw: records):
+    src = catalog.source("voc/2007", "train")
+  with pytest.raises(CorruptExampleError, match=r"voc/2007 train: record 1 cannot be read "
+                     r"\(Exception: DATA_LOSS"):
+    src[1]
+  stats = pipeline.DataStats()
+  ds = pipeline.ExampleDataset(src, 20, "voc/2007", "train", max_boxes=4, stats=stats)
+  with caplog.at_level(logging.WARNING, logger="jaxcv.data"):
+    ids = ds.get(np.arange(3))["image_id"]
+  np.testing.assert_array_equal(ids, [0, 2, 2])  # record 1 replaced by record 2
+  assert stats["unreadable examples replaced"] == 1 and "DATA_LOSS" in caplog.text
 
 
 def test_pet_source_passes_decode_options():

@@ -67,30 +67,108 @@ def test_examples_without_objects_pad_to_all_invalid():
 
 
 class Corrupt:
-  """A source whose example 2 cannot be decoded (as a corrupt image's bytes)."""
+  """A source whose example 2 raises `error` (by default as a corrupt image's bytes)."""
 
-  def __init__(self, n=5):
+  def __init__(self, n=5, error=None):
     self.n = n
+    self.error = error or data_lib.CorruptExampleError("image bytes do not decode")
 
   def __len__(self):
     return self.n
 
   def __getitem__(self, i):
     if i == 2:
-      raise ValueError("image bytes do not decode")
+      raise self.error
     ex = _example([[1, 1, 5, 5]])
     ex["image_id"] = np.int32(i)
     return ex
 
 
-def test_unreadable_examples_are_replaced_logged_and_counted(caplog):
+@pytest.mark.parametrize("error", [
+    data_lib.CorruptExampleError("image bytes do not decode"),
+    OSError("input/output error: image bytes do not decode"),
+    EOFError("compressed file ended before the end-of-stream marker: do not decode"),
+], ids=["corrupt_record", "io_error", "truncated"])
+def test_unreadable_examples_are_replaced_logged_and_counted(caplog, error):
   stats = pipeline.DataStats()
-  ds = pipeline.ExampleDataset(Corrupt(), 3, "corrupt", "train", max_boxes=2, stats=stats)
+  ds = pipeline.ExampleDataset(Corrupt(error=error), 3, "corrupt", "train", max_boxes=2,
+                               stats=stats)
   with caplog.at_level(logging.WARNING, logger="jaxcv.data"):
     batch = ds.get(np.array([1, 2, 3]))
   np.testing.assert_array_equal(batch["image_id"], [1, 3, 3])  # 2 replaced by the next one
   assert stats["unreadable examples replaced"] == 1
   assert "example 2" in caplog.text and "do not decode" in caplog.text
+  assert type(error).__name__ in caplog.text
+
+
+@pytest.mark.parametrize("error, match", [
+    (ValueError("image_size 0 is below the minimum 32"), "image_size 0 is below the minimum"),
+    (KeyError("example 2 has no ['dpeth']"), "has no \\['dpeth'\\]"),
+    (TypeError("unsupported operand type(s)"), "unsupported operand"),
+], ids=["ValueError", "KeyError", "TypeError"])
+def test_configuration_and_programming_errors_are_not_unreadable_examples(error, match):
+  """They would fail the same way on every example: replacing them only hid the message
+  behind "examples 0..16 could not be read"."""
+  stats = pipeline.DataStats()
+  ds = pipeline.ExampleDataset(Corrupt(error=error), 3, "cfg", "train", max_boxes=2,
+                               stats=stats)
+  with pytest.raises(type(error), match=match):
+    ds.get(np.array([1, 2]))
+  assert stats["unreadable examples replaced"] == 0
+
+
+def test_a_source_that_lacks_a_selected_key_is_a_key_error_naming_it():
+  from jaxcv.data.example_sets import KeySelect
+  ds = pipeline.ExampleDataset(KeySelect(Corrupt(), ("depth",)), 3, "nodepth", "train",
+                               max_boxes=2)
+  with pytest.raises(KeyError, match=r"example 0 has no \['depth'\].*it has \["):
+    ds.get(np.array([0]))
+
+
+def test_storage_failures_of_one_record_count_as_unreadable(caplog):
+  from jaxcv.data.base import read_record
+  from jaxcv.data.example_sets import DecodedSource
+
+  class Records:
+    def __len__(self):
+      return 4
+
+    def __getitem__(self, i):
+      if i == 1:  # TensorStore and tfds raise bare Exceptions, RuntimeErrors, tf errors
+        raise RuntimeError("DATA_LOSS: checksum mismatch in chunk 7")
+      if i >= 4:
+        raise IndexError(i)
+      return {"i": i}
+
+  with pytest.raises(data_lib.CorruptExampleError, match=r"record 1 cannot be read "
+                     r"\(RuntimeError: DATA_LOSS"):
+    read_record(Records(), 1, "records")
+  with pytest.raises(IndexError):  # a bad index is the caller's bug, not a corrupt record
+    read_record(Records(), 9, "records")
+
+  def decode(record):
+    ex = _example([[1, 1, 5, 5]])
+    ex["image_id"] = np.int32(record["i"])
+    return ex
+
+  stats = pipeline.DataStats()
+  ds = pipeline.ExampleDataset(DecodedSource(Records(), decode), 3, "damaged", "train",
+                               max_boxes=2, stats=stats)
+  with caplog.at_level(logging.WARNING, logger="jaxcv.data"):
+    np.testing.assert_array_equal(ds.get(np.array([0, 1]))["image_id"], [0, 2])
+  assert stats["unreadable examples replaced"] == 1 and "checksum mismatch" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_classes": 0}, r"'x': num_classes must be >= 1, got 0"),
+    ({"max_boxes": 0}, r"'x': max_boxes \(data.max_boxes\) must be >= 1, got 0"),
+    ({"max_segments": 2.5}, r"'x': max_segments \(data.max_segments\) must be an int"),
+    ({"max_retries": -1}, r"'x': max_retries must be >= 0, got -1"),
+])
+def test_example_dataset_options_are_checked(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    pipeline.ExampleDataset(Corrupt(), **{"num_classes": 3, "name": "x", "split": "train",
+                                          **kwargs})
 
 
 def test_images_of_different_sizes_in_a_batch_name_the_fix():
@@ -229,6 +307,48 @@ def test_unknown_data_set_and_shapes_options_are_errors():
     data_lib.load("shapes", "train", source="web")
   with pytest.raises(ValueError, match="known splits"):
     data_lib.load("shapes", "dev")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    # image_size 0 and -5 were accepted and failed later as "examples 0..16 could not be read"
+    ({"image_size": 0}, r"shapes: image_size \(data.image_size\) must be >= 32, got 0"),
+    ({"image_size": -5}, r"shapes: image_size .*must be >= 32, got -5"),
+    ({"image_size": 16}, r"shapes: image_size .*must be >= 32, got 16"),
+    ({"image_size": 64.0}, r"shapes: image_size .*must be an int, got 64\.0"),
+    ({"image_size": True}, r"shapes: image_size .*must be an int, got True"),
+    ({"keys": ("dpeth",)},
+     r"'shapes' has no label\(s\) \['dpeth'\] \(data.keys\); known: \['image', .*'depth'"),
+    ({"keys": ("semantic", "mask")}, r"has no label\(s\) \['mask'\].*'masks'"),
+    ({"keys": "depth"}, r"keys must be a list or tuple of label names, e.g. \('depth',\)"),
+    ({"split_sizes": {"train": -1}}, r"split_sizes\['train'\] must be in \[0, 1000000\]"),
+    ({"split_sizes": {"train": 2.5}}, r"split_sizes\['train'\] must be an int, got 2\.5"),
+    ({"split_sizes": {"train": 2_000_000}}, r"split_sizes\['train'\] must be in"),
+    ({"split_sizes": {"val": 3}}, r"shapes has no split 'val' \(data.split_sizes\)"),
+    ({"split_sizes": [12]}, r"split_sizes must map split names to sizes"),
+    ({"split_sizes": {"train": 0}}, r"split 'train' is empty"),
+    ({"max_boxes": 0}, r"shapes: max_boxes \(data.max_boxes\) must be >= 1, got 0"),
+    ({"max_segments": -1}, r"shapes: max_segments .*must be >= 1, got -1"),
+    ({"seed": -1}, r"shapes: seed \(data.seed\) must be >= 0, got -1"),
+    ({"cache": "yes"}, r"shapes: cache \(data.cache\) must be True or False"),
+    ({"data_dir": 5}, r"shapes: data_dir .*must be a directory path"),
+])
+def test_bad_shapes_options_are_named_errors_at_load(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    data_lib.load("shapes", "train", **{"image_size": S, "split_sizes": {"train": 12},
+                                        **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"keys": ("masks",)}, r"'voc/2007' has no label\(s\) \['masks'\].*known: \['image', "
+     r"'image_id', 'boxes'"),
+    ({"max_boxes": 0}, r"voc/2007: max_boxes \(data.max_boxes\) must be >= 1, got 0"),
+    ({"max_segments": 1.5}, r"voc/2007: max_segments .*must be an int"),
+    ({"download": "no"}, r"voc/2007: download must be True or False, got 'no'"),
+    ({"data_dir": 3}, r"voc/2007: data_dir .*must be a directory path"),
+])
+def test_bad_catalog_options_are_named_errors_before_tfds_is_opened(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    data_lib.load("voc/2007", "train", **kwargs)
 
 
 def test_coco_export_reads_back_in_pycocotools_with_mask_areas():

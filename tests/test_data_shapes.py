@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jaxcv.data import base as data_lib_base
 from jaxcv.data import shapes
 
 KEYS = {
@@ -275,8 +276,13 @@ def test_bad_input():
     shapes.load_split("train", 64, -2)
   rec = shapes.generate_record(0, 0, 64)
   del rec["depth"]
-  with pytest.raises(ValueError, match="depth"):
+  # a ValueError the pipeline counts as an unreadable example and replaces
+  with pytest.raises(data_lib_base.CorruptExampleError, match="depth"):
     shapes.decode(rec)
+
+
+def test_example_keys_are_the_generators():
+  assert tuple(shapes.generate_example(0, 0, 32)) == shapes.EXAMPLE_KEYS
 
 
 def test_tfds_builder_matches_generator(tmp_path):

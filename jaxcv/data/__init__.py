@@ -14,7 +14,8 @@ from __future__ import annotations
 import inspect
 from typing import Callable, Iterable
 
-from jaxcv.data.base import ArrayDataset, check_split, gray_to_rgb, resize_images
+from jaxcv.data.base import (ArrayDataset, CorruptExampleError, check_split, gray_to_rgb,
+                              resize_images)
 
 _LOADERS: dict[str, Callable[..., ArrayDataset]] = {}
 _SPLITS: dict[str, tuple[str, ...]] = {}
@@ -74,5 +75,5 @@ register("shapes", splits=_SHAPES_SPLITS)(_example_sets.load_shapes)
 for _name in _example_sets.CATALOG_EXAMPLE_SETS:
   register(_name)(_example_sets.catalog_loader(_name))
 
-__all__ = ["ArrayDataset", "load", "names", "register", "check_split", "gray_to_rgb",
-           "resize_images"]
+__all__ = ["ArrayDataset", "CorruptExampleError", "load", "names", "register", "check_split",
+           "gray_to_rgb", "resize_images"]

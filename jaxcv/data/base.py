@@ -6,9 +6,86 @@ int32, `image_id` int32). The training input pipeline gathers rows with `get`.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+import os
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+
+class CorruptExampleError(ValueError):
+  """One example (one stored record) cannot be read or decoded: bytes the storage layer
+  cannot return, an image that does not decode, label arrays that contradict each other.
+
+  The per-example pipeline (`jaxcv.data.pipeline.ExampleDataset.read`) replaces such an
+  example by the next readable one and counts it; a plain ValueError (a bad option, a bug)
+  is not caught there and stops the run with its own message. A ValueError subclass, so
+  callers that decode one record themselves catch it as before.
+  """
+
+
+def read_record(records, index: int, where: str) -> Any:
+  """`records[index]` from a storage layer (a tfds data source, ArrayRecord, TensorFlow's
+  image decoding); whatever it raises for that one record becomes CorruptExampleError.
+
+  Foreign code signals a damaged record with many types (OSError, a bare Exception from
+  TensorStore, tf.errors.*), so every failure of this one call counts as the record being
+  unreadable; IndexError (a bad index is the caller's bug) and MemoryError pass through.
+  """
+  try:
+    return records[index]
+  except (IndexError, MemoryError):
+    raise
+  except Exception as e:  # noqa: BLE001 - see the docstring
+    raise CorruptExampleError(f"{where}: record {index} cannot be read "
+                              f"({type(e).__name__}: {str(e)[:300]})") from e
+
+
+def check_int(value: Any, what: str, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+  """`value` as an int; ValueError naming `what` unless it is an int (not a bool, not a
+  float such as 2.5 or 64.0) within [minimum, maximum]."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"{what} must be an int, got {value!r}")  # noqa: TRY004
+  if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    span = (f">= {minimum}" if maximum is None else f"<= {maximum}" if minimum is None
+            else f"in [{minimum}, {maximum}]")
+    raise ValueError(f"{what} must be {span}, got {value}")
+  return int(value)
+
+
+def check_bool(value: Any, what: str) -> bool:
+  """`value` as a bool; ValueError naming `what` unless it is True or False (a string such
+  as "no" would otherwise count as True)."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{what} must be True or False, got {value!r}")
+  return bool(value)
+
+
+def check_path(value: Any, what: str) -> str | None:
+  """`value` as a str path (None passes); ValueError naming `what` otherwise."""
+  if value is None:
+    return None
+  if not isinstance(value, (str, os.PathLike)) or not str(value):
+    raise ValueError(f"{what} must be a directory path (str) or None, got {value!r}")
+  return str(value)
+
+
+def check_keys(name: str, keys: Any, known: Iterable[str]) -> tuple[str, ...] | None:
+  """`keys` (labels to keep; None for all) as a tuple; ValueError naming the unknown key and
+  listing `known` for a misspelt one, or when `keys` is a bare string ("depth" would be the
+  keys d, e, p, t, h)."""
+  if keys is None:
+    return None
+  known = list(known)
+  if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+    raise ValueError(f"data set {name!r}: keys must be a list or tuple of label names, "
+                     f"e.g. ({keys!r},); got {keys!r}")
+  keys = tuple(keys)
+  unknown = [k for k in keys if k not in known]
+  if unknown:
+    raise ValueError(f"data set {name!r} has no label(s) {unknown} (data.keys); "
+                     f"known: {known}")
+  return keys
 
 
 class ArrayDataset:

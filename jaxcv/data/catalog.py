@@ -46,9 +46,12 @@ Conventions of the mapping:
   (`train`, `validation`, `test`, `train+validation`: the last tenth of tfds `train` is
   `validation`; `jaxcv.data.tfds_readers`), so both give the same rows and ids.
 
-Bad records are ValueErrors naming the problem (object fields of different lengths, a mask
-or panoptic map of another size than the image, trimap values outside 1..3, an image that is
-not `[H, W, 1 | 3]`), not silently repaired.
+Bad records are `CorruptExampleError`s (a ValueError) naming the problem (object fields of
+different lengths, a mask or panoptic map of another size than the image, trimap values
+outside 1..3, an image that is not `[H, W, 1 | 3]`, a missing feature), not silently
+repaired; so is any failure of the storage layer to return a record (`base.read_record`).
+The pipeline replaces such an example by the next one and counts it. Bad options (an unknown
+`foreground`, a split the set lacks) are plain ValueErrors when the source is opened.
 
 Preparing the data (needs internet once; afterwards everything reads from `data_dir`,
 default `~/tensorflow_datasets`). `tfds.data_source` reads ArrayRecord files, so build with
@@ -84,6 +87,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from jaxcv.data.base import CorruptExampleError, read_record
 
 VOC_CLASS_NAMES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -138,6 +143,17 @@ for _a in (COCO_CATEGORY_IDS, COCO_PANOPTIC_CATEGORY_IDS, COCO_PANOPTIC_ISTHING)
   _a.flags.writeable = False
 del _a
 
+# the keys of each reader's examples (what `keys=` may select)
+_VOC_KEYS = ("image", "image_id", "boxes", "classes", "difficult", "iscrowd", "area")
+EXAMPLE_KEYS = {
+    "voc/2007": _VOC_KEYS, "voc/2012": _VOC_KEYS,
+    "coco/2017": ("image", "image_id", "boxes", "classes", "iscrowd", "area"),
+    "coco/2017_panoptic": ("image", "image_id", "panoptic", "segment_ids", "segment_classes",
+                           "segment_isthing", "segment_iscrowd"),
+    "oxford_iiit_pet": ("image", "image_id", "label", "semantic"),
+    "mnist": ("image", "image_id", "label"), "cifar10": ("image", "image_id", "label"),
+}
+
 NUM_CLASSES = {"voc/2007": 20, "voc/2012": 20, "coco/2017": 80, "coco/2017_panoptic": 133,
                "oxford_iiit_pet": 37, "mnist": 10, "cifar10": 10}
 
@@ -159,26 +175,32 @@ def _text(value: Any) -> str:
 def _image(record: Mapping[str, Any], key: str = "image") -> np.ndarray:
   """uint8 `[H, W, 1 | 3]` (or `[H, W]`) -> float32 `[H, W, 3]` in [0, 1]."""
   if key not in record:
-    raise ValueError(f"record has no {key!r}; keys: {sorted(record)}")
+    raise CorruptExampleError(f"record has no {key!r}; keys: {sorted(record)}")
   img = np.asarray(record[key])
   if img.ndim == 2:
     img = img[..., None]
   if img.ndim != 3 or img.shape[-1] not in (1, 3):
-    raise ValueError(f"{key!r} has shape {img.shape}; expected [H, W, 1] or [H, W, 3]")
+    raise CorruptExampleError(f"{key!r} has shape {img.shape}; expected [H, W, 1] or [H, W, 3]")
   if img.dtype != np.uint8:
-    raise ValueError(f"{key!r} has dtype {img.dtype}; expected uint8 (encoded 0..255)")
+    raise CorruptExampleError(f"{key!r} has dtype {img.dtype}; expected uint8 (encoded 0..255)")
   out = img.astype(np.float32) / np.float32(255.0)
   if out.shape[-1] == 1:
     out = np.repeat(out, 3, axis=-1)
   return out
 
 
+def _field(record: Mapping[str, Any], key: str) -> Any:
+  if key not in record:
+    raise CorruptExampleError(f"record has no {key!r}; keys: {sorted(record)}")
+  return record[key]
+
+
 def _int32_scalar(value: Any, what: str) -> np.ndarray:
   v = np.asarray(value)
   if v.ndim != 0 or not np.issubdtype(v.dtype, np.integer):
-    raise ValueError(f"{what} must be an integer scalar, got {v.dtype} {v.shape}")
+    raise CorruptExampleError(f"{what} must be an integer scalar, got {v.dtype} {v.shape}")
   if not np.iinfo(np.int32).min <= int(v) <= np.iinfo(np.int32).max:
-    raise ValueError(f"{what} {int(v)} does not fit in int32")
+    raise CorruptExampleError(f"{what} {int(v)} does not fit in int32")
   return np.int32(int(v))
 
 
@@ -193,22 +215,22 @@ def _objects(record: Mapping[str, Any], key: str, fields: tuple[str, ...]
              ) -> dict[str, np.ndarray]:
   """The sequence features `fields` of `record[key]`, checked to have one length."""
   if key not in record:
-    raise ValueError(f"record has no {key!r}; keys: {sorted(record)}")
+    raise CorruptExampleError(f"record has no {key!r}; keys: {sorted(record)}")
   objs = record[key]
   out = {}
   for f in fields:
     if f not in objs:
-      raise ValueError(f"record[{key!r}] has no {f!r}; keys: {sorted(objs)}")
+      raise CorruptExampleError(f"record[{key!r}] has no {f!r}; keys: {sorted(objs)}")
     out[f] = np.asarray(objs[f])
   lengths = {f: (a.shape[0] if a.ndim else -1) for f, a in out.items()}
   if len(set(lengths.values())) != 1 or -1 in lengths.values():
-    raise ValueError(f"record[{key!r}] fields have different lengths: {lengths}")
+    raise CorruptExampleError(f"record[{key!r}] fields have different lengths: {lengths}")
   bbox = out.get("bbox")
   if bbox is not None and bbox.size == 0:  # data_source gives an empty list for no objects
     bbox = out["bbox"] = np.zeros((0, 4), np.float32)
   if bbox is not None and (bbox.ndim != 2 or bbox.shape[1] != 4):
-    raise ValueError(f"record[{key!r}]['bbox'] has shape {bbox.shape}; expected [n, 4] "
-                     "(ymin, xmin, ymax, xmax) normalised")
+    raise CorruptExampleError(f"record[{key!r}]['bbox'] has shape {bbox.shape}; expected [n, 4] "
+                              "(ymin, xmin, ymax, xmax) normalised")
   return out
 
 
@@ -226,8 +248,8 @@ def boxes_to_pixels(bbox: np.ndarray, height: int, width: int) -> np.ndarray:
 def _labels(label: np.ndarray, num_classes: int, what: str) -> np.ndarray:
   label = np.asarray(label)
   if label.size and (label.min() < 0 or label.max() >= num_classes):
-    raise ValueError(f"{what} labels span [{label.min()}, {label.max()}]; expected "
-                     f"0..{num_classes - 1}")
+    raise CorruptExampleError(f"{what} labels span [{label.min()}, {label.max()}]; expected "
+                              f"0..{num_classes - 1}")
   return label.astype(np.int32)
 
 
@@ -235,7 +257,7 @@ def decode_panoptic_png(rgb: np.ndarray) -> np.ndarray:
   """COCO panoptic PNG uint8 `[H, W, 3]` -> int32 `[H, W]` ids `R + 256 G + 256^2 B`."""
   rgb = np.asarray(rgb)
   if rgb.ndim != 3 or rgb.shape[-1] != 3:
-    raise ValueError(f"panoptic PNG has shape {rgb.shape}; expected [H, W, 3] RGB")
+    raise CorruptExampleError(f"panoptic PNG has shape {rgb.shape}; expected [H, W, 3] RGB")
   c = rgb.astype(np.int32)
   return c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]
 
@@ -250,7 +272,7 @@ def _decode_voc(record: Mapping[str, Any], index: int | None = None) -> dict[str
   name = _text(record.get("image/filename", ""))
   digits = re.sub(r"\D", "", name.rsplit(".", 1)[0])
   if not digits:
-    raise ValueError(f"VOC file name {name!r} has no digits to make an image_id from")
+    raise CorruptExampleError(f"VOC file name {name!r} has no digits to make an image_id from")
   objs = _objects(record, "objects", ("bbox", "label", "is_difficult"))
   boxes = boxes_to_pixels(objs["bbox"], h, w)
   n = boxes.shape[0]
@@ -284,7 +306,7 @@ def decode_coco2017(record: Mapping[str, Any], index: int | None = None
   image = _image(record)
   h, w = image.shape[:2]
   objs = _objects(record, "objects", ("bbox", "label", "is_crowd", "area"))
-  return {"image": image, "image_id": _int32_scalar(record["image/id"], "COCO image/id"),
+  return {"image": image, "image_id": _int32_scalar(_field(record, "image/id"), "COCO image/id"),
           "boxes": boxes_to_pixels(objs["bbox"], h, w),
           "classes": _labels(objs["label"], 80, "COCO") + 1,
           "iscrowd": objs["is_crowd"].astype(bool),
@@ -300,17 +322,18 @@ def decode_coco2017_panoptic(record: Mapping[str, Any], index: int | None = None
   del index
   image = _image(record)
   if "panoptic_image" not in record:
-    raise ValueError(f"record has no 'panoptic_image'; keys: {sorted(record)}")
+    raise CorruptExampleError(f"record has no 'panoptic_image'; keys: {sorted(record)}")
   pan = decode_panoptic_png(record["panoptic_image"])
   if pan.shape != image.shape[:2]:
-    raise ValueError(f"panoptic map {pan.shape} and image {image.shape[:2]} differ in size")
+    raise CorruptExampleError(f"panoptic map {pan.shape} and image {image.shape[:2]} differ "
+                              "in size")
   objs = _objects(record, "panoptic_objects", ("id", "label", "is_crowd"))
   ids = objs["id"]
   if ids.size and (ids.min() < 1 or ids.max() >= 256 ** 3):
-    raise ValueError(f"panoptic segment ids span [{ids.min()}, {ids.max()}]; expected "
-                     "1..256^3-1 (0 is void)")
+    raise CorruptExampleError(f"panoptic segment ids span [{ids.min()}, {ids.max()}]; expected "
+                              "1..256^3-1 (0 is void)")
   labels = _labels(objs["label"], 133, "COCO panoptic")
-  return {"image": image, "image_id": _int32_scalar(record["image/id"], "COCO image/id"),
+  return {"image": image, "image_id": _int32_scalar(_field(record, "image/id"), "COCO image/id"),
           "panoptic": pan, "segment_ids": ids.astype(np.int32),
           "segment_classes": labels + 1, "segment_isthing": COCO_PANOPTIC_ISTHING[labels],
           "segment_iscrowd": objs["is_crowd"].astype(bool)}
@@ -328,17 +351,17 @@ def decode_oxford_iiit_pet(record: Mapping[str, Any], index: int | None = None,
   if foreground not in PET_FOREGROUND:
     raise ValueError(f"foreground must be one of {PET_FOREGROUND}, got {foreground!r}")
   image = _image(record)
-  trimap = np.asarray(record["segmentation_mask"])
+  trimap = np.asarray(_field(record, "segmentation_mask"))
   if trimap.ndim == 3 and trimap.shape[-1] == 1:
     trimap = trimap[..., 0]
   if trimap.shape != image.shape[:2]:
-    raise ValueError(f"segmentation_mask {trimap.shape} and image {image.shape[:2]} differ "
-                     "in size")
+    raise CorruptExampleError(f"segmentation_mask {trimap.shape} and image "
+                              f"{image.shape[:2]} differ in size")
   bad = (trimap < 1) | (trimap > 3)
   if bad.any():
-    raise ValueError(f"trimap values {sorted(np.unique(trimap[bad]).tolist())[:10]} are "
-                     "outside 1 (pet), 2 (background), 3 (border)")
-  breed = int(_labels(record["label"], 37, "pet breed"))
+    raise CorruptExampleError(f"trimap values {sorted(np.unique(trimap[bad]).tolist())[:10]} are "
+                              "outside 1 (pet), 2 (background), 3 (border)")
+  breed = int(_labels(_field(record, "label"), 37, "pet breed"))
   fg = {"pet": 1, "species": 1 + int(_labels(record.get("species", 0), 2, "pet species")),
         "breed": 1 + breed}[foreground]
   lut = np.array([255, fg, 0, 255], dtype=np.int32)  # index 0 never occurs
@@ -351,7 +374,7 @@ def decode_mnist(record: Mapping[str, Any], index: int | None = None
   """`mnist` record -> `image` float32 `[28, 28, 3]` (gray in all channels), `label` 0..9,
   `image_id` (= `index`)."""
   return {"image": _image(record), "image_id": _index_id(index, "mnist"),
-          "label": np.int32(_labels(record["label"], 10, "mnist"))}
+          "label": np.int32(_labels(_field(record, "label"), 10, "mnist"))}
 
 
 def decode_cifar10(record: Mapping[str, Any], index: int | None = None
@@ -359,8 +382,11 @@ def decode_cifar10(record: Mapping[str, Any], index: int | None = None
   """`cifar10` record -> `image` float32 `[32, 32, 3]`, `label` 0..9, `image_id` (= `index`;
   the record's `id` text is not used, so ids agree with `jaxcv.data.load`)."""
   return {"image": _image(record), "image_id": _index_id(index, "cifar10"),
-          "label": np.int32(_labels(record["label"], 10, "cifar10"))}
+          "label": np.int32(_labels(_field(record, "label"), 10, "cifar10"))}
 
+
+# decode options by data set: option -> allowed values (checked when a source is opened)
+DECODE_OPTIONS = {"oxford_iiit_pet": {"foreground": PET_FOREGROUND}}
 
 READERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     "voc/2007": decode_voc2007,
@@ -447,6 +473,10 @@ class CatalogSource:
       except TypeError as e:
         raise ValueError(f"{name}: bad decode option(s) {sorted(self.decode_kwargs)}: {e}"
                          ) from None
+      for option, value in self.decode_kwargs.items():
+        allowed = DECODE_OPTIONS.get(name, {}).get(option)
+        if allowed is not None and value not in allowed:
+          raise ValueError(f"{name}: {option} must be one of {allowed}, got {value!r}")
     tfds_split, rows = self.split, slice(None)
     if name in _JAXCV_SPLITS:
       from jaxcv.data.base import check_split
@@ -479,7 +509,8 @@ class CatalogSource:
     if not 0 <= i < self._len:
       raise IndexError(f"{self.name} {self.split}: index {i} outside [0, {self._len})")
     j = self._start + i
-    return self.decode(self._records[j], index=j, **self.decode_kwargs)
+    record = read_record(self._records, j, f"{self.name} {self.split}")
+    return self.decode(record, index=j, **self.decode_kwargs)
 
   def __repr__(self) -> str:
     return (f"CatalogSource({self.name!r}, {self.split!r}, len={self._len}, "

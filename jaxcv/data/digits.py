@@ -30,7 +30,8 @@ import functools
 import numpy as np
 
 from jaxcv.data import register
-from jaxcv.data.base import ArrayDataset, check_split, gray_to_rgb, readonly, resize_images
+from jaxcv.data.base import (ArrayDataset, check_int, check_split, gray_to_rgb, readonly,
+                              resize_images)
 
 SPLITS = ("train", "validation", "test", "train+validation")
 SPLIT_SIZES = {"train": 1257, "validation": 180, "test": 360, "train+validation": 1437}
@@ -76,8 +77,8 @@ def _split_arrays(split: str, image_size: int, split_seed: int) -> dict[str, np.
 def load_digits(split: str, image_size: int = 32, split_seed: int = 0) -> ArrayDataset:
   """Split `split` of `digits` (module docstring); arrays are cached per process, read-only."""
   check_split("digits", split, SPLITS)
-  image_size = int(image_size)
-  if image_size < 1:
-    raise ValueError(f"digits: image_size must be positive, got {image_size}")
-  arrays = _split_arrays(split, image_size, int(split_seed))
+  # int(2.5) would quietly give 2, int(True) 1: only ints pass
+  image_size = check_int(image_size, "digits: image_size (data.image_size)", 1)
+  split_seed = check_int(split_seed, "digits: split_seed", 0, 2**32 - 1)  # sklearn's range
+  arrays = _split_arrays(split, image_size, split_seed)
   return ArrayDataset(arrays, NUM_CLASSES, "digits", split)

@@ -5,6 +5,11 @@ of examples that the pipeline sanitises, augments, pads to `max_boxes` and batch
 labels reach the batches is chosen with `keys` (e.g. `("image", "semantic")` for
 segmentation: padding masks nobody uses costs time), `image_id` always included.
 
+Every option is checked when the data set is loaded, a ValueError naming it (an
+`image_size` below 32, a misspelt key with the known ones listed, negative or non-integer
+`split_sizes`, `max_boxes` < 1, ...): a bad option would otherwise fail the same way on
+every example, which the pipeline must not mistake for unreadable examples.
+
 `class_counts` on the returned data set gives the size of each label space: `label`
 (classification, 0..C-1), `classes` (objects, 1..C), `semantic` (classes per pixel incl.
 background 0), `panoptic` (segment classes). Tasks pick the one they predict.
@@ -17,6 +22,7 @@ import numpy as np
 
 from jaxcv.data import catalog
 from jaxcv.data import shapes as shapes_lib
+from jaxcv.data.base import check_bool, check_int, check_keys, check_path, read_record
 from jaxcv.data.pipeline import ExampleDataset
 
 ALWAYS_KEYS = ("image", "image_id")
@@ -37,8 +43,8 @@ class KeySelect:
     if self.keys is None:
       return dict(example)
     missing = [k for k in self.keys if k not in example]
-    if missing:
-      raise KeyError(f"example {i} has no {missing}; it has {sorted(example)}")
+    if missing:  # the loaders check `keys`; this is a source that breaks its own key list
+      raise KeyError(f"example {i} has no {missing} (data.keys); it has {sorted(example)}")
     return {k: example[k] for k in self.keys}
 
 
@@ -117,7 +123,7 @@ class DecodedSource:
     return len(self.records)
 
   def __getitem__(self, i: int) -> dict:
-    return self.decode(self.records[int(i)])
+    return self.decode(read_record(self.records, int(i), "shapes (tfds)"))
 
 
 SHAPES_CLASS_COUNTS = {"label": len(shapes_lib.LABEL_NAMES),
@@ -141,17 +147,33 @@ def load_shapes(split: str, *, image_size: int = 128,
     source: "generate" (each example made on access; nothing stored) or "tfds" (the
       `shapes` tfds builder, prepared once in ArrayRecord files under `data_dir`, then read
       with `tfds.data_source`). Both give identical examples.
-    keys: labels to keep (default: all); `image` and `image_id` always.
-    max_boxes, max_segments: padded sizes of the per-object and per-segment arrays.
+    keys: labels to keep (default: all; `shapes.EXAMPLE_KEYS`); `image` and `image_id`
+      always.
+    max_boxes, max_segments: padded sizes of the per-object and per-segment arrays (>= 1).
     cache: keep each example (its `keys`) in memory after it is first made (`CachedSource`):
       later epochs cost no generation. Memory: about 64 KB per example at 128x128 for
       `keys=("semantic",)`, several times that with every label.
+
+  Every option is checked here (ValueError naming it); see the module docstring.
   """
+  image_size = check_int(image_size, "shapes: image_size (data.image_size)",
+                         shapes_lib.MIN_IMAGE_SIZE)
   sizes = dict(shapes_lib.DEFAULT_SPLIT_SIZES)
-  sizes.update({k: int(v) for k, v in dict(split_sizes or {}).items()})
-  unknown = sorted(set(sizes) - set(shapes_lib.SPLITS))
-  if unknown:
-    raise ValueError(f"shapes has no split(s) {unknown}; splits: {list(shapes_lib.SPLITS)}")
+  if split_sizes is not None and not hasattr(split_sizes, "items"):
+    raise ValueError(f"shapes: split_sizes must map split names to sizes, e.g. "
+                     f"{{'train': 500}}; got {split_sizes!r}")
+  for k, v in dict(split_sizes or {}).items():
+    if k not in shapes_lib.SPLITS:
+      raise ValueError(f"shapes has no split {k!r} (data.split_sizes); splits: "
+                       f"{list(shapes_lib.SPLITS)}")
+    # the generator's index range, [0, 1,000,000), bounds a split's size
+    sizes[k] = check_int(v, f"shapes: split_sizes[{k!r}]", 0, shapes_lib.MAX_INDEX)
+  seed = check_int(seed, "shapes: seed (data.seed)", 0)
+  data_dir = check_path(data_dir, "shapes: data_dir (data.data_dir)")
+  keys = check_keys("shapes", keys, shapes_lib.EXAMPLE_KEYS)
+  max_boxes = check_int(max_boxes, "shapes: max_boxes (data.max_boxes)", 1)
+  max_segments = check_int(max_segments, "shapes: max_segments (data.max_segments)", 1)
+  cache = check_bool(cache, "shapes: cache (data.cache)")
   if source == "generate":
     src = ShapesSource(split, image_size, sizes[split], seed)
   elif source == "tfds":
@@ -178,6 +200,12 @@ def catalog_loader(name: str):
   def load(split: str, *, data_dir: str | None = None, keys: Sequence[str] | None = None,
            max_boxes: int = 100, max_segments: int = 128, download: bool = False,
            **decode_kwargs) -> ExampleDataset:
+    # checked before the source is opened (which imports TensorFlow: seconds)
+    data_dir = check_path(data_dir, f"{name}: data_dir (data.data_dir)")
+    keys = check_keys(name, keys, catalog.EXAMPLE_KEYS[name])
+    max_boxes = check_int(max_boxes, f"{name}: max_boxes (data.max_boxes)", 1)
+    max_segments = check_int(max_segments, f"{name}: max_segments (data.max_segments)", 1)
+    download = check_bool(download, f"{name}: download")
     src = catalog.source(name, split, data_dir=data_dir, download=download, **decode_kwargs)
     n = catalog.NUM_CLASSES[name]
     ds = ExampleDataset(KeySelect(src, keys), n, name, split, max_boxes=max_boxes,

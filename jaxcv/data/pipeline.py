@@ -5,8 +5,9 @@ example interface in `docs/conventions.md`); a compiled step needs fixed shapes.
 turns a random-access source of examples into batches in the batch format:
 
 1. read example `i` from the source (a tfds `data_source`, the `shapes` generator, ...); an
-   unreadable example (corrupt image bytes, ...) is logged, counted and replaced by the next
-   readable one, never dropped silently;
+   unreadable example (one of `UNREADABLE`, see `ExampleDataset.read`) is logged, counted and
+   replaced by the next readable one, never dropped silently; any other error (a bad option,
+   an unknown label key, a bug) stops with its own message;
 2. sanitise: boxes that are not finite, inverted (x2 < x1 or y2 < y1), of zero area or
    wholly outside the image are dropped with their object rows, counted and logged;
 3. apply the split's transform (`jaxcv.data.augment`), driven by a NumPy generator seeded
@@ -28,6 +29,16 @@ from collections import Counter
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from jaxcv.data.base import CorruptExampleError, check_int
+
+# What "example i cannot be read" means: an I/O failure (OSError: a missing or unreadable
+# file, PIL's undecodable image), a truncated stream (EOFError), or a record the source
+# declares corrupt (CorruptExampleError: the catalog and `shapes` decoders for records that
+# contradict themselves, `base.read_record` for whatever the storage layer raises for one
+# record). A ValueError, KeyError or TypeError from anywhere else is a configuration or
+# programming error and is the same for every example: replacing it would only hide it.
+UNREADABLE = (OSError, EOFError, CorruptExampleError)
 
 OBJECT_KEYS = ("boxes", "classes", "iscrowd", "area", "masks", "keypoints", "difficult")
 SEGMENT_KEYS = ("segment_ids", "segment_classes", "segment_isthing", "segment_iscrowd")
@@ -171,20 +182,28 @@ class ExampleDataset:
     name, split: for messages.
     transform: `fn(example, rng) -> example` applied after sanitising (augmentation and
       any resize to a fixed size); None for none.
-    max_boxes, max_segments: padded sizes of the per-object / per-segment arrays.
-    max_retries: how many following examples to try when one cannot be read.
+    max_boxes, max_segments: padded sizes of the per-object / per-segment arrays (>= 1;
+      None where the examples have no objects / segments).
+    max_retries: how many following examples to try when one cannot be read (>= 0).
   """
 
   def __init__(self, source, num_classes: int, name: str, split: str,
                transform: Callable | None = None, max_boxes: int | None = None,
                max_segments: int | None = None, max_retries: int = 16,
                stats: DataStats = STATS):
+    where = f"data set {name!r}"
     if len(source) == 0:
-      raise ValueError(f"data set {name!r} split {split!r} is empty")
-    self.source, self.num_classes = source, int(num_classes)
+      raise ValueError(f"{where} split {split!r} is empty")
+    self.source = source
+    self.num_classes = check_int(num_classes, f"{where}: num_classes", 1)
     self.name, self.split = str(name), str(split)
-    self.transform, self.max_boxes, self.max_segments = transform, max_boxes, max_segments
-    self.max_retries, self.stats = int(max_retries), stats
+    self.transform = transform
+    self.max_boxes = None if max_boxes is None else check_int(
+        max_boxes, f"{where}: max_boxes (data.max_boxes)", 1)
+    self.max_segments = None if max_segments is None else check_int(
+        max_segments, f"{where}: max_segments (data.max_segments)", 1)
+    self.max_retries = check_int(max_retries, f"{where}: max_retries", 0)
+    self.stats = stats
     self._image_shape = None
 
   def __len__(self) -> int:
@@ -195,13 +214,20 @@ class ExampleDataset:
             f"num_classes={self.num_classes}, max_boxes={self.max_boxes})")
 
   def read(self, index: int) -> dict:
-    """Example `index`, or the next readable one (logged and counted) if it cannot be read."""
+    """Example `index`, or the next readable one (logged and counted) if it cannot be read.
+
+    "Cannot be read" is `source[i]` raising one of `UNREADABLE` (OSError, EOFError,
+    CorruptExampleError): then examples i + 1, i + 2, ... are tried, up to `max_retries`,
+    and each failure is counted under "unreadable examples replaced". Anything else the
+    source raises (a ValueError of a bad option, the KeyError of a label key the data set
+    lacks, a TypeError) propagates at once with its own message.
+    """
     n = len(self.source)
     for attempt in range(self.max_retries + 1):
       i = (int(index) + attempt) % n
       try:
         example = dict(self.source[i])
-      except Exception as e:  # noqa: BLE001 - a corrupt record; replaced, counted, logged
+      except UNREADABLE as e:  # a damaged example: replaced, counted, logged
         self.stats.add("unreadable examples replaced", 1,
                        f"{self.name}/{self.split} example {i}: {type(e).__name__}: {e}")
         continue

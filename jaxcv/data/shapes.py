@@ -72,6 +72,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jaxcv.data.base import CorruptExampleError
+
 CLASS_NAMES = ("circle", "square", "triangle", "ellipse", "ring")  # classes 1..5
 NUM_CLASSES = len(CLASS_NAMES)
 STUFF_NAMES = ("wall", "ground")  # panoptic classes NUM_CLASSES + 1, NUM_CLASSES + 2
@@ -91,7 +93,7 @@ MIN_IMAGE_SIZE = 32
 DEPTH_SCALE = 8192.0  # depth is stored as uint16 code / DEPTH_SCALE (depth < 6.7 here)
 MIN_VISIBLE_PIXELS = 12
 MIN_VISIBLE_FRACTION = 0.2
-_MAX_INDEX = 1_000_000
+MAX_INDEX = 1_000_000  # indices (and so split sizes) stay below it; image ids build on it
 
 
 def _check(image_size: int, split: str, index: int | None = None) -> int:
@@ -101,8 +103,8 @@ def _check(image_size: int, split: str, index: int | None = None) -> int:
     raise ValueError(f"image_size {image_size} is below the minimum {MIN_IMAGE_SIZE}")
   if split not in SPLIT_IDS:
     raise ValueError(f"data set 'shapes' has no split {split!r}; known splits: {list(SPLITS)}")
-  if index is not None and not 0 <= index < _MAX_INDEX:
-    raise ValueError(f"index {index} is outside [0, {_MAX_INDEX})")
+  if index is not None and not 0 <= index < MAX_INDEX:
+    raise ValueError(f"index {index} is outside [0, {MAX_INDEX})")
   return int(image_size)
 
 
@@ -378,7 +380,7 @@ def _render(seed_or_rng, index: int, image_size: int, split: str) -> dict:
       classes[int(np.argmax(solid_areas))] - 1)
   return {
       "image_codes": image_codes,
-      "image_id": np.int32(SPLIT_IDS[split] * _MAX_INDEX + index + 1),
+      "image_id": np.int32(SPLIT_IDS[split] * MAX_INDEX + index + 1),
       "label": np.int32(label), "boxes": boxes, "classes": classes, "iscrowd": iscrowd,
       "area": area, "keypoints": keypoints, "instance_map": id_map, "semantic": semantic,
       "depth_codes": _depth_codes(depth), "normal_codes": _normal_codes(normals),
@@ -437,6 +439,12 @@ def _assemble(r: Mapping[str, np.ndarray], masks: np.ndarray) -> dict[str, np.nd
   }
 
 
+# the keys of `generate_example`'s dict (and of `decode`'s), in that order
+EXAMPLE_KEYS = ("image", "image_id", "label", "boxes", "classes", "iscrowd", "area", "masks",
+                "keypoints", "semantic", "depth", "normals", "sketch", "panoptic",
+                "segment_ids", "segment_classes", "segment_isthing", "segment_iscrowd")
+
+
 # --- storage form (the tfds features of `jaxcv.data.shapes_tfds`) -----------------------------
 
 RECORD_KEYS = ("image", "image_id", "label", "boxes", "classes", "iscrowd", "area",
@@ -475,11 +483,12 @@ def decode(record: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
   uint8 image -> float32 / 255; uint16 depth / normal codes -> float32 as the generator makes
   them; `instance_map` -> `masks` bool [n, S, S]; single-channel maps lose their channel axis
-  (`sketch` keeps it, as float32 0/1). ValueError when a key is missing.
+  (`sketch` keeps it, as float32 0/1). CorruptExampleError (a ValueError) when a key is
+  missing.
   """
   missing = [k for k in RECORD_KEYS if k not in record]
   if missing:
-    raise ValueError(f"shapes record lacks keys {missing}; has {sorted(record)}")
+    raise CorruptExampleError(f"shapes record lacks keys {missing}; has {sorted(record)}")
   n = int(np.asarray(record["classes"]).reshape(-1).shape[0])
   inst = np.asarray(record["instance_map"])[..., 0].astype(np.int32)
   r = dict(record)

@@ -31,7 +31,8 @@ import functools
 import numpy as np
 
 from jaxcv.data import register
-from jaxcv.data.base import ArrayDataset, check_split, gray_to_rgb, resize_images
+from jaxcv.data.base import (ArrayDataset, check_bool, check_int, check_path, check_split,
+                              gray_to_rgb, resize_images)
 
 SPLITS = ("train", "validation", "test", "train+validation")
 INFO = {"mnist": {"num_classes": 10, "image_size": 28},
@@ -88,12 +89,12 @@ def load_tfds(name: str, split: str, image_size: int | None = None,
   """Split `split` of tfds data set `name` (`mnist` or `cifar10`) as an `ArrayDataset`."""
   check_split(name, split, SPLITS)
   info = INFO[name]
-  image_size = info["image_size"] if image_size is None else int(image_size)
-  if image_size < 1:
-    raise ValueError(f"{name}: image_size must be positive, got {image_size}")
+  image_size = info["image_size"] if image_size is None else check_int(
+      image_size, f"{name}: image_size (data.image_size)", 1)
+  data_dir = check_path(data_dir, f"{name}: data_dir (data.data_dir)")
+  download = check_bool(download, f"{name}: download")
   source = "test" if split == "test" else "train"
-  images, labels = _read(name, source, None if data_dir is None else str(data_dir),
-                         bool(download))
+  images, labels = _read(name, source, data_dir, download)
   _, rows = split_rows(split, len(labels))
   ids = np.arange(len(labels), dtype=np.int32)[rows]
   image = images[rows].astype(np.float32) / np.float32(255.0)
