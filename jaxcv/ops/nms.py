@@ -31,6 +31,8 @@ Bad values (checked on the rows with `valid` True):
   says so, never a wrong box marked valid). A traced NaN `iou_threshold` suppresses nothing
   (`iou > NaN` is False: the top `max_output_size` by score are kept); a traced NaN
   `score_threshold` keeps nothing.
+- Subnormal float32 values (below 1.2e-38) count as 0 on XLA's CPU backend, which flushes
+  denormals: such a score ties with 0 (ranked by index) and is not > a score_threshold of 0.
 """
 from __future__ import annotations
 
