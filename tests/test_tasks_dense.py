@@ -7,8 +7,6 @@ outputs smaller than the targets see the centre-cropped targets, and bad labels 
 """
 from __future__ import annotations
 
-import ast
-import pathlib
 import types
 
 import flax.linen as nn
@@ -418,17 +416,6 @@ def test_image_to_image_bad_input():
 # pictures
 
 
-@pytest.mark.parametrize("name,key,k", [("segmentation", "semantic", 4), ("depth", "depth", 1),
-                                         ("normals", "normals", 3),
-                                         ("image_to_image", None, 3)])
-def test_pictures_are_pngs(tmp_path, name, key, k):
-  task = make_task(name)
-  out = RNG.normal(size=(B, H, W, k)).astype(np.float32)
-  path = tmp_path / f"{name}.png"
-  task.draw(Fixed(out.shape), {"params": {"out": jnp.asarray(out)}}, picture_batch(), str(path))
-  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def picture_batch():
   """A batch with every dense task's target, as device arrays (what the loop's `draw` gets)."""
   batch = {"semantic": seg_case()[1]["semantic"], "depth": depth_case()[1]["depth"],
@@ -446,34 +433,17 @@ def test_prediction_transforms():
 
 @pytest.mark.parametrize("name,k", [("segmentation", 4), ("depth", 1), ("normals", 3),
                                     ("image_to_image", 3)])
-def test_predict_is_the_prediction_and_draw_runs_the_one_compiled_predict(
-    tmp_path, monkeypatch, name, k):
-  task = make_task(name)
+def test_predict_and_pictures_use_the_one_compiled_predict(tmp_path, monkeypatch, name, k):
+  task, batch = make_task(name), picture_batch()
   out = RNG.normal(size=(B, H, W, k)).astype(np.float32)
-  model, variables, batch = Fixed(out.shape), {"params": {"out": jnp.asarray(out)}}, \
-      picture_batch()
+  model, variables = Fixed(out.shape), {"params": {"out": jnp.asarray(out)}}
   want = np.asarray(task.prediction(jnp.asarray(out)))
-  np.testing.assert_allclose(np.asarray(jax.jit(lambda v, b: task.predict(model, v, b))(
-      variables, batch)), want, rtol=1e-6)  # as the loop compiles it for host evaluation
-  got = task.compiled_predict(model, variables, batch)
-  assert isinstance(got, np.ndarray)
-  np.testing.assert_allclose(got, want, rtol=1e-6)
+  loop_predict = jax.jit(lambda v, b: task.predict(model, v, b))  # as the loop compiles it
+  np.testing.assert_allclose(np.asarray(loop_predict(variables, batch)), want, rtol=1e-6)
+  got = task.compiled_predict(model, variables, batch)  # NumPy, for draw
+  assert isinstance(got, np.ndarray) and np.allclose(got, want, rtol=1e-6)
   calls, compiled = [], base._compiled_predict
-  monkeypatch.setattr(base, "_compiled_predict",
-                      lambda t, *a: calls.append(t) or compiled(t, *a))
+  monkeypatch.setattr(base, "_compiled_predict", lambda t, *a: calls.append(t) or compiled(t, *a))
   task.draw(model, variables, batch, str(tmp_path / "p.png"))
   assert calls == [task]
-
-
-def test_no_task_module_imports_another_and_no_private_predict_copies():
-  shared = {"base", "checks", "dense_base"}  # modules of shared task code, not tasks
-  folder = pathlib.Path(tasks.__file__).parent
-  task_modules = {p.stem for p in folder.glob("*.py")} - shared - {"__init__"}
-  for path in folder.glob("*.py"):
-    for node in ast.walk(ast.parse(path.read_text())):
-      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxcv.train.tasks"):
-        names = {node.module.rsplit(".", 1)[-1]} | {a.name for a in node.names}
-        assert not names & (task_modules - {path.stem}), f"{path.name}: {ast.unparse(node)}"
-  for stem in task_modules:
-    module = __import__(f"jaxcv.train.tasks.{stem}", fromlist=["_"])
-    assert not hasattr(module, "_predict"), stem
+  assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

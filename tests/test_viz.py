@@ -206,7 +206,8 @@ def test_keypoints_visible_occluded_unlabelled_and_skeleton():
 
 
 # ------------------------------------------------------------------------------------------
-# no global matplotlib state; viz imports no jax or task code
+# import structure: no global matplotlib state, viz imports no jax or task code, and (as
+# drawing moved here out of the tasks) no task module imports another
 
 
 def test_drawing_imports_no_pyplot_and_keeps_the_backend():
@@ -245,3 +246,15 @@ def test_no_module_sets_the_backend_or_uses_pyplot_and_viz_imports_only_drawing_
     if path.parent.name == "viz":
       bad = [m for m in mods if m.split(".")[0] not in allowed and not m.startswith("jaxcv.viz")]
       assert not bad, f"{path} imports {bad}"
+
+
+def test_no_task_module_imports_another_or_defines_its_own_jitted_predict():
+  shared = {"base", "checks", "dense_base", "__init__"}  # shared task code, not tasks
+  folder = REPO / "jaxcv" / "train" / "tasks"
+  task_modules = {p.stem for p in folder.glob("*.py")} - shared
+  for path in folder.glob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      assert not (isinstance(node, ast.FunctionDef) and node.name == "_predict"), path.name
+      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxcv.train.tasks"):
+        names = {node.module.rsplit(".", 1)[-1]} | {a.name for a in node.names}
+        assert not names & (task_modules - {path.stem}), f"{path.name}: {ast.unparse(node)}"
