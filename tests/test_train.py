@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 from conftest import REPO, load_config
 from jaxcv.train import Trainer, TrainingDivergedError, train_and_evaluate
 from jaxcv.train import checkpoint as ckpt_lib
-from jaxcv.train.metrics_writer import read_metrics
+from jaxcv.train.metrics_writer import MetricsWriter, read_events, read_metrics
 
 # Small runs: LeNet on digits, a few dozen steps, on one device. Whole runs stay off the
 # 8-device mesh: XLA's CPU client, with 8 simulated devices on 2 cores, now and then
@@ -199,8 +199,110 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog
   assert "checkpoints/40 cannot be read" in caplog.text
   # resumed from step 20 and trained again to 40: the same parameters as the first run
   assert result["step"] == 40
+  assert (tmp_path / "checkpoints.corrupt/40/state").is_dir()  # kept, out of orbax's way
+  assert final_params(tmp_path)[0] == 40  # step 40 saved anew, readable
   fresh = train_and_evaluate(c, tmp_path / "fresh")
   tree_equal(jax.device_get(result["state"].params), jax.device_get(fresh["state"].params))
+
+
+CORRUPT_FLAGS = ["--config.num_steps=40", "--config.eval_every=20",
+                 "--config.checkpoint_every=20", "--config.log_every=10",
+                 "--config.progress_bar=False"]
+
+
+def overwrite_files(folder, pattern="**"):
+  """Overwrites every file under `folder` matching `pattern` with garbage; their count."""
+  files = [f for f in glob.glob(str(folder / pattern), recursive=True) if os.path.isfile(f)]
+  for f in files:
+    with open(f, "wb") as fh:
+      fh.write(b"\0garbage")
+  return len(files)
+
+
+def run_to_end(workdir):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  proc = run_train_py(workdir, *CORRUPT_FLAGS, env=env)
+  out = proc.communicate(timeout=600)[0]
+  assert proc.returncode == 0, out
+  return out
+
+
+def test_train_py_with_every_checkpoint_corrupt_moves_them_aside_and_starts_fresh(tmp_path):
+  """It used to warn, start from scratch and then crash at its first save (orbax's
+  StepAlreadyExistsError: the damaged checkpoints/20 was still there)."""
+  run_to_end(tmp_path)
+  (best,) = os.listdir(tmp_path / "best")
+  for folder in ("checkpoints/20", "checkpoints/40", f"best/{best}"):
+    assert overwrite_files(tmp_path / folder) > 3, folder
+  out = run_to_end(tmp_path)
+  assert "done at step 40" in out, out
+  for step in (20, 40):
+    assert f"checkpoints/{step} cannot be read (" in out, out
+    assert f"moved to {tmp_path}/checkpoints.corrupt/{step}" in out, out
+    # moved aside, still on disk (with the garbage that made them unreadable)
+    assert (tmp_path / f"checkpoints.corrupt/{step}/state").is_dir()
+  assert "no readable checkpoint" in out and "starting from scratch" in out, out
+  assert f"best/{best} cannot be read (" in out and (tmp_path / f"best.corrupt/{best}").is_dir()
+  (event,) = read_events(tmp_path)
+  assert event["step"] == 0 and event["event"] == "corrupt_checkpoints"
+  assert event["resumed_from"] is None
+  assert [(m["step"], m["from"], m["to"]) for m in event["moved"]] == [
+      (int(best), f"best/{best}", f"best.corrupt/{best}"),
+      (40, "checkpoints/40", "checkpoints.corrupt/40"),
+      (20, "checkpoints/20", "checkpoints.corrupt/20")]
+  assert all(m["error"] for m in event["moved"])
+  # the fresh run saved and finished; evaluation readers see only evaluations
+  assert final_params(tmp_path)[0] == 40
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+  assert len(os.listdir(tmp_path / "best")) == 1
+  assert [(r["step"], r["split"]) for r in read_metrics(tmp_path)] == [
+      (s, split) for s in (20, 40, 20, 40) for split in ("validation", "test")]
+  assert json.loads((tmp_path / "result.json").read_text())["step"] == 40
+
+
+def test_train_py_with_the_latest_checkpoint_corrupt_resumes_from_the_one_before(tmp_path):
+  run_to_end(tmp_path)
+  first = read_metrics(tmp_path)
+  # the array files of step 40 only (TensorStore's chunks): its metadata still reads
+  assert overwrite_files(tmp_path / "checkpoints/40/state", "**/d/*") >= 1
+  out = run_to_end(tmp_path)
+  assert "checkpoints/40 cannot be read (" in out, out
+  assert f"moved to {tmp_path}/checkpoints.corrupt/40; trying the one before" in out, out
+  assert "resumed from step 20" in out and "done at step 40" in out, out
+  assert (tmp_path / "checkpoints.corrupt/40/state").is_dir()
+  (event,) = read_events(tmp_path, "corrupt_checkpoints")
+  assert event["step"] == 20 and event["resumed_from"] == 20
+  assert [(m["step"], m["to"]) for m in event["moved"]] == [(40, "checkpoints.corrupt/40")]
+  # trained steps 21..40 only (log rows 30, 40), not again from 0, to the same evaluation
+  assert [r["step"] for r in read_metrics(tmp_path, train=True)] == [10, 20, 30, 40, 30, 40]
+  again = read_metrics(tmp_path)[len(first):]
+  assert again == [r for r in first if r["step"] == 40]
+  assert final_params(tmp_path)[0] == 40
+
+
+def test_metrics_event_records_stay_out_of_read_metrics(tmp_path):
+  writer = MetricsWriter(tmp_path)
+  writer.write_eval(20, "test", {"accuracy": 0.5})
+  writer.write_event(20, "corrupt_checkpoints", moved=[{"step": 40}], resumed_from=20)
+  writer.write_eval(40, "test", {"accuracy": 0.75})
+  writer.close()
+  assert read_metrics(tmp_path) == [{"step": 20, "split": "test", "accuracy": 0.5},
+                                    {"step": 40, "split": "test", "accuracy": 0.75}]
+  assert read_events(tmp_path) == [{"step": 20, "event": "corrupt_checkpoints",
+                                    "moved": [{"step": 40}], "resumed_from": 20}]
+  assert read_events(tmp_path, "other") == []
+
+
+def test_a_step_moved_aside_twice_keeps_both_copies(tmp_path):
+  ckpts = ckpt_lib.Checkpoints(tmp_path)
+  for n in range(2):
+    (tmp_path / "checkpoints/40").mkdir(parents=True)
+    (tmp_path / "checkpoints/40/copy").write_text(str(n))
+    ckpts._move_aside(tmp_path.absolute() / "checkpoints", 40, OSError("damaged"), "then")
+  ckpts.close()
+  assert (tmp_path / "checkpoints.corrupt/40/copy").read_text() == "0"
+  assert (tmp_path / "checkpoints.corrupt/40.2/copy").read_text() == "1"
+  assert [m["to"] for m in ckpts.moved] == ["checkpoints.corrupt/40", "checkpoints.corrupt/40.2"]
 
 
 def test_checkpoint_that_does_not_fit_the_config_is_a_clear_error(tmp_path):

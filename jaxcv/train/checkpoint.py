@@ -2,9 +2,22 @@
 
 `WORKDIR/checkpoints/<step>` holds the last `keep` saves (every `checkpoint_every` steps, at
 the end, on SIGTERM); `WORKDIR/best/<step>` the one with the best `best_metric`. Parameters
-are checked finite before every save, so a diverged state never replaces a good one. On
-restore, a latest checkpoint that cannot be read is reported and skipped for the one before;
-one whose shapes do not fit the model is an error that names the arrays.
+are checked finite before every save, so a diverged state never replaces a good one.
+
+Restore tries `checkpoints/` newest first. A checkpoint that does not fit the model is an
+error that names the arrays (CheckpointMismatchError). One that cannot be read (any other
+failure to restore it, except out-of-memory and XLA runtime errors, which are re-raised:
+orbax reports damaged array files as a bare Exception, damaged metadata as a
+JSONDecodeError) is moved aside to `WORKDIR/checkpoints.corrupt/<step>` (`<step>.2`, ... if
+that exists), with a warning naming the step, where it went and the error, and the one
+before is tried; with none readable the run starts from step 0. Before that, `best/` is
+checked for what a run reads of it (its metrics and metadata: orbax reads every best
+checkpoint's metrics when the manager opens); an unreadable one goes to
+`WORKDIR/best.corrupt/<step>`. Moved checkpoints stay on disk, outside the folders orbax
+manages (its docs ask for no extra entries there), so nothing is deleted and the next save of
+the same step does not collide with a damaged folder (orbax's StepAlreadyExistsError). What
+was moved is in `Checkpoints.moved`; the loop writes it to `metrics.jsonl` as an event
+record.
 """
 from __future__ import annotations
 
@@ -16,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_manager import METRIC_ITEM_NAME
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +67,74 @@ def _manager(directory: Path, keep: int, best_metric: str | None = None,
                      "meta": ocp.JsonCheckpointHandler()})
 
 
+def corrupt_dir(directory: Path) -> Path:
+  """Where unreadable checkpoints of `directory` (`checkpoints/`, `best/`) are moved: the
+  sibling `<name>.corrupt/`, outside the folder orbax manages."""
+  return directory.with_name(directory.name + ".corrupt")
+
+
+# Restoring failed for a reason that is not the checkpoint's: re-raised, never moved aside.
+_NOT_CORRUPTION = (CheckpointMismatchError, MemoryError, jax.errors.JaxRuntimeError)
+
+
 class Checkpoints:
-  """The workdir's checkpoint managers. `meta` is a small JSON dict saved beside the state."""
+  """The workdir's checkpoint managers. `meta` is a small JSON dict saved beside the state.
+
+  `moved` lists the unreadable checkpoints moved aside (module docstring), each
+  `{"step", "from", "to", "error"}` with paths relative to the workdir.
+  """
 
   def __init__(self, workdir: str | Path, keep: int = 3, best_metric: str | None = None,
                best_mode: str = "max"):
-    workdir = Path(workdir).absolute()
-    self.last = _manager(workdir / "checkpoints", keep)
-    self.best = _manager(workdir / "best", 1, best_metric, best_mode) if best_metric else None
+    self.workdir = Path(workdir).absolute()
+    self.moved: list[dict] = []
+    self.last = _manager(self.workdir / "checkpoints", keep)
+    self.best = None
+    if best_metric:
+      self._set_aside_unreadable_best(self.workdir / "best")
+      self.best = _manager(self.workdir / "best", 1, best_metric, best_mode)
     self.best_metric = best_metric
+
+  def _move_aside(self, directory: Path, step: int, error: BaseException, then: str) -> None:
+    """Moves `directory/<step>` to `corrupt_dir(directory)`, logs and records it."""
+    src = directory / str(step)
+    dst_dir = corrupt_dir(directory)
+    dst, n = dst_dir / str(step), 1
+    while dst.exists():  # damaged again after an earlier move: keep both
+      n += 1
+      dst = dst_dir / f"{step}.{n}"
+    why = f"{type(error).__name__}: {str(error)[:300]}"
+    # one process moves (multi-process runs are not supported yet; see the README)
+    if jax.process_index() == 0:
+      dst_dir.mkdir(parents=True, exist_ok=True)
+      src.rename(dst)
+    log.warning("checkpoint %s cannot be read (%s); moved to %s; %s", src, why, dst, then)
+    self.moved.append({"step": int(step), "from": str(src.relative_to(self.workdir)),
+                       "to": str(dst.relative_to(self.workdir)), "error": why})
+
+  def _set_aside_unreadable_best(self, directory: Path) -> None:
+    """Moves aside the `best/` checkpoints whose metrics or array metadata cannot be read.
+
+    Orbax reads every best checkpoint's metrics when a manager opens that folder (read-only
+    ones too) and raises on a damaged file, so each step folder is probed on its own first,
+    reading what orbax reads: `<step>/metrics/metrics` (JSON) and the state's metadata. The
+    arrays are not read: no run restores from `best/`.
+    """
+    if not directory.is_dir():
+      return
+    for step_dir in sorted((d for d in directory.iterdir() if d.is_dir() and d.name.isdigit()),
+                           key=lambda d: int(d.name)):
+      try:
+        metrics = step_dir / METRIC_ITEM_NAME
+        if metrics.exists():  # a missing one orbax accepts (no metrics recorded)
+          ocp.JsonCheckpointHandler(filename=METRIC_ITEM_NAME).restore(metrics)
+        if not ocp.StandardCheckpointHandler().metadata(step_dir / "state"):
+          raise OSError(f"{step_dir / 'state'} has no readable array metadata")
+      except _NOT_CORRUPTION:
+        raise
+      except Exception as e:  # noqa: BLE001 - orbax's errors for damaged files vary
+        self._move_aside(directory, int(step_dir.name), e,
+                         "the next evaluation saves a new best checkpoint")
 
   def save(self, step: int, state: Any, meta: dict | None = None,
            metrics: dict | None = None, last: bool = True) -> None:
@@ -84,26 +157,32 @@ class Checkpoints:
   def restore(self, abstract_state: Any) -> tuple[Any, dict] | None:
     """Restores the newest readable checkpoint into `abstract_state`'s shapes and shardings.
 
-    Returns `(state, meta)`, or None when there is no checkpoint. Unreadable checkpoints are
-    skipped with a warning, newest first; a shape mismatch raises CheckpointMismatchError.
+    Returns `(state, meta)`, or None when there is no readable checkpoint. Unreadable ones
+    are moved aside to `checkpoints.corrupt/` with a warning, newest first, until one
+    restores (module docstring); a shape mismatch raises CheckpointMismatchError.
     """
     manager = self.last
     manager.reload()
+    directory = Path(manager.directory)
     steps = sorted(manager.all_steps(), reverse=True)
-    for step in steps:
-      try:
-        meta_tree = manager.item_metadata(step)["state"]
-        _check_shapes(abstract_state, meta_tree, manager.directory / str(step))
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-        return restored["state"], dict(restored["meta"])
-      except CheckpointMismatchError:
-        raise
-      except Exception as e:  # noqa: BLE001 - any read failure means this one is unusable
-        log.warning("checkpoint %s/%d cannot be read (%s: %s); trying the one before",
-                    manager.directory, step, type(e).__name__, str(e)[:300])
+    try:
+      for i, step in enumerate(steps):
+        try:
+          meta_tree = manager.item_metadata(step)["state"]
+          _check_shapes(abstract_state, meta_tree, directory / str(step))
+          restored = manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+          return restored["state"], dict(restored["meta"])
+        except _NOT_CORRUPTION:
+          raise
+        except Exception as e:  # noqa: BLE001 - orbax's errors for damaged files vary
+          self._move_aside(directory, step, e, "trying the one before" if i + 1 < len(steps)
+                           else "no older checkpoint left")
+    finally:
+      manager.reload()  # the moved steps are gone: the next save of theirs must not collide
     if steps:
-      log.warning("no readable checkpoint in %s; starting from scratch", manager.directory)
+      log.warning("no readable checkpoint in %s; starting from scratch (the unreadable ones "
+                  "are kept in %s)", directory, corrupt_dir(directory))
     return None
 
   def close(self) -> None:

@@ -220,6 +220,10 @@ def best_split(trainer: Trainer) -> str:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its checkpoint if there is one.
 
+  Unreadable checkpoints are moved aside (`jaxcv.train.checkpoint`) and reported in
+  `metrics.jsonl` as a `corrupt_checkpoints` event; the run resumes from the newest readable
+  one, or starts from step 0.
+
   Returns `{"step": last step, "preempted": bool, "<split>": metrics of the last evaluation}`.
   Raises TrainingDivergedError on a NaN/Inf loss (the last good checkpoint stays).
   """
@@ -248,6 +252,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state = trainer.new_state()
   start = int(jax.device_get(state.step))
   writer = MetricsWriter(workdir)
+  if ckpts.moved:  # unreadable checkpoints were moved aside: say so where the run is read
+    writer.write_event(start, "corrupt_checkpoints", moved=ckpts.moved,
+                       resumed_from=start if restored is not None else None)
   result: dict[str, Any] = {"step": start, "preempted": False}
   eval_every = int(c.get("eval_every", 0)) or num_steps
   ckpt_every = int(c.get("checkpoint_every", 0)) or num_steps
