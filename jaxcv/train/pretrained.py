@@ -10,23 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import flax.serialization
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-
-def save_variables(path: str | Path, variables: dict[str, Any]) -> None:
-  """Writes variables (params, batch_stats) to a msgpack file `init_from` can read."""
-  Path(path).write_bytes(flax.serialization.msgpack_serialize(
-      jax.tree.map(np.asarray, dict(variables))))
+from jaxcv.weights.files import load_variables, save_variables  # noqa: F401 (re-exported)
 
 
 def read_variables(path: str | Path) -> dict[str, Any]:
   """Reads `{"params", "batch_stats"}` from a msgpack file or a workdir's latest checkpoint."""
   path = Path(path)
   if path.is_file():
-    return flax.serialization.msgpack_restore(path.read_bytes())
+    return load_variables(path)
   ckpt_dir = path / "checkpoints"
   if not ckpt_dir.is_dir():
     raise FileNotFoundError(f"transfer.init_from {str(path)!r} is neither a variables file "

@@ -233,7 +233,7 @@ def main(argv=None) -> None:
 
   import torch  # only here: the command line reads .pth files
 
-  from jaxcv.train.pretrained import save_variables
+  from jaxcv.weights.files import save_variables
 
   parser = argparse.ArgumentParser(description=main.__doc__)
   parser.add_argument("name", choices=names())
