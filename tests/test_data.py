@@ -49,12 +49,26 @@ def test_register_adds_a_data_set_without_touching_load():
     with pytest.raises(ValueError, match="already registered"):
       data.register(name)(_tiny)
   finally:
-    data._LOADERS.pop(name)
-    data._SPLITS.pop(name)
+    data.unregister(name)
+  assert name not in data.names()
+
+
+def test_from_config_splits_loader_options_from_its_own_and_the_tasks_keys():
+  c = {"name": "digits", "image_size": 16, "eval_splits": ("test",), "mean": (0.5,) * 3}
+  train, evals = data.from_config(c, task_keys=("mean", "std"))
+  assert (train.split, train.image_shape, list(evals)) == ("train", (16, 16, 3), ["test"])
+  assert len(evals["test"]) == digits.SPLIT_SIZES["test"]
+  # `mean` is no option of the digits loader: only the task's keys are held back
+  with pytest.raises(ValueError, match=r"'digits' does not take option\(s\) \['mean'\]"):
+    data.from_config(c)
+  _, evals = data.from_config({"name": "digits"})  # defaults: train, validation + test
+  assert list(evals) == ["validation", "test"]
+  with pytest.raises(ValueError, match="no 'name'"):
+    data.from_config({"image_size": 16})
 
 
 def test_importing_data_and_loading_digits_does_not_import_tensorflow():
-  code = ("import sys; from jaxcv import data; data.load('digits', 'test'); "
+  code = ("import sys; from jaxcv import data; data.names(); data.load('digits', 'test'); "
           "print('tensorflow' in sys.modules, 'tensorflow_datasets' in sys.modules)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.split()[-2:] == ["False", "False"]

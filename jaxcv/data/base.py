@@ -222,6 +222,22 @@ def gray_to_rgb(images: np.ndarray) -> np.ndarray:
   return np.repeat(images[..., None], 3, axis=-1)
 
 
+def import_tfds():
+  """`tensorflow_datasets`, imported on first use, with TensorFlow told to use no GPU.
+
+  The readers call it when they read, never on import: importing TensorFlow takes seconds
+  (registry discovery imports every data module), and a TensorFlow that sees the GPUs would
+  take accelerator memory from JAX.
+  """
+  import tensorflow as tf  # noqa: PLC0415
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except (RuntimeError, ValueError):  # already initialised, or no such device type
+    pass
+  import tensorflow_datasets as tfds  # noqa: PLC0415
+  return tfds
+
+
 def readonly(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   """Marks cached arrays read-only so no caller can change what later loads return."""
   for a in arrays.values():

@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 
-from jaxcv.data import register
+from jaxcv.data.registry import register
 from jaxcv.data.base import (ArrayDataset, check_int, check_split, gray_to_rgb, readonly,
                               resize_images)
 

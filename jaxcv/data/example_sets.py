@@ -1,4 +1,4 @@
-"""Registration of the per-example data sets: `shapes` and the tfds catalog readers.
+"""The per-example data sets, registered here: `shapes` and the tfds catalog readers.
 
 Each loader returns an `ExampleDataset` (see `jaxcv.data.pipeline`): a random-access source
 of examples that the pipeline sanitises, augments, pads to `max_boxes` and batches. Which
@@ -24,6 +24,7 @@ from jaxcv.data import catalog
 from jaxcv.data import shapes as shapes_lib
 from jaxcv.data.base import check_bool, check_int, check_keys, check_path, read_record
 from jaxcv.data.pipeline import ExampleDataset
+from jaxcv.data.registry import register
 
 ALWAYS_KEYS = ("image", "image_id")
 
@@ -132,6 +133,7 @@ SHAPES_CLASS_COUNTS = {"label": len(shapes_lib.LABEL_NAMES),
                        "panoptic": len(shapes_lib.PANOPTIC_CLASS_NAMES)}
 
 
+@register("shapes", splits=shapes_lib.SPLITS)
 def load_shapes(split: str, *, image_size: int = 128,
                 split_sizes: Mapping[str, int] | None = None, seed: int = 0,
                 source: str = "generate", data_dir: str | None = None,
@@ -224,3 +226,6 @@ def catalog_loader(name: str):
 # catalog sets read per example; mnist and cifar10 keep their in-memory loaders
 CATALOG_EXAMPLE_SETS = ("voc/2007", "voc/2012", "coco/2017", "coco/2017_panoptic",
                         "oxford_iiit_pet")
+for _name in CATALOG_EXAMPLE_SETS:
+  register(_name)(catalog_loader(_name))
+del _name

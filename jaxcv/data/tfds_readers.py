@@ -30,30 +30,20 @@ import functools
 
 import numpy as np
 
-from jaxcv.data import register
+from jaxcv.data.registry import register
 from jaxcv.data.base import (ArrayDataset, check_bool, check_int, check_path, check_split,
-                              gray_to_rgb, resize_images)
+                              gray_to_rgb, import_tfds, resize_images)
 
 SPLITS = ("train", "validation", "test", "train+validation")
 INFO = {"mnist": {"num_classes": 10, "image_size": 28},
         "cifar10": {"num_classes": 10, "image_size": 32}}
 
 
-def _import_tfds():
-  import tensorflow as tf
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except (RuntimeError, ValueError):  # already initialised, or no such device type
-    pass
-  import tensorflow_datasets as tfds
-  return tfds
-
-
 @functools.lru_cache(maxsize=2)
 def _read(name: str, tfds_split: str, data_dir: str | None, download: bool
           ) -> tuple[np.ndarray, np.ndarray]:
   """All of tfds split `tfds_split` as (uint8 images [N, H, W, C], int32 labels [N])."""
-  tfds = _import_tfds()
+  tfds = import_tfds()
   ds = tfds.load(name, split=tfds_split, data_dir=data_dir, shuffle_files=False,
                  download=download)
   # Batches of 4096 rather than `batch_size=-1` (one batch of everything): the same rows in

@@ -1,7 +1,9 @@
 """Model registry: a name -> constructor table, and the checks of the constructor arguments.
 
-Each model file registers its presets (`register("resnet50")(partial(ResNet, ...))`), and
-`jaxcv/models/__init__.py` imports the model files so that the table is full.
+Each model file registers its presets (`register("resnet50")(partial(ResNet, ...))`) in
+`REGISTRY`, a `jaxcv.registry.Registry` over the package `jaxcv.models`: the first lookup
+imports every module of the package, so a new model is one new file there and no edit
+elsewhere (`jaxcv/registry.py` says why this mechanism).
 
 `create` checks the arguments every model shares in one place, by name (`ARGUMENT_RULES`),
 before the module is built: without it `num_classes=0` surfaced as a ZeroDivisionError in an
@@ -23,29 +25,24 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+from jaxcv.registry import Registry
+
+REGISTRY = Registry("model", "jaxcv.models")
 
 
 def register(name: str, constructor: Callable[..., nn.Module] | None = None):
   """Registers `constructor` under `name`; used as a decorator or called directly."""
-  def add(fn):
-    if name in _MODELS:
-      raise ValueError(f"model {name!r} is registered twice")
-    _MODELS[name] = fn
-    return fn
-  return add if constructor is None else add(constructor)
+  return REGISTRY.register(name, constructor)
 
 
 def names() -> list[str]:
-  """Sorted names of the registered models."""
-  return sorted(_MODELS)
+  """Sorted names of the registered models (every model file of the package)."""
+  return REGISTRY.names()
 
 
 def get(name: str) -> Callable[..., nn.Module]:
   """The constructor registered as `name`; ValueError listing the known names otherwise."""
-  if name not in _MODELS:
-    raise ValueError(f"unknown model {name!r}; known models: {names()}")
-  return _MODELS[name]
+  return REGISTRY.get(name)
 
 
 def create(name: str, **kwargs) -> nn.Module:
