@@ -8,9 +8,8 @@ from jax.sharding import Mesh
 
 import jaxcv.data as data_lib
 from conftest import load_config
-from jaxcv.data import augment, export, pipeline, shapes
+from jaxcv.data import augment, export, pipeline, set_transforms, shapes
 from jaxcv.train import input_pipeline
-from jaxcv.train.loop import set_transforms
 
 S = 64  # image size of every example here (one compiled shape, fast generation)
 

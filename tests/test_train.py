@@ -399,3 +399,30 @@ def test_transfer_learning_from_a_variables_file(tmp_path):
                        "model.name": "mlp"})
   with pytest.raises(ValueError, match="pretrained params have no 'fc1'"):
     Trainer(bad, mesh=one_device_mesh()).new_state()
+
+
+MINIMAL = {"task": "classification", "model": {"name": "lenet5"}, "data": {"name": "digits"},
+           "batch_size": 8, "num_steps": 3, "optimizer": {"learning_rate": 0.01},
+           "mesh": {"shape": {"data": 1}}, "progress_bar": False}
+
+
+def test_a_config_with_only_the_required_keys_runs_on_the_defaults(tmp_path):
+  import ml_collections
+  result = train_and_evaluate(ml_collections.ConfigDict(MINIMAL), tmp_path)
+  assert result["step"] == 3 and set(result) >= {"validation", "test"}
+  written = json.loads((tmp_path / "config.json").read_text())  # the run's whole config
+  assert written["data_reader"] == "threads" and written["keep_checkpoints"] == 3
+  assert written["optimizer"] == dict(written["optimizer"], name="sgd", momentum=0.9,
+                                      learning_rate=0.01)
+  assert written["mesh"]["shape"] == {"data": 1} and written["data"]["train_split"] == "train"
+
+
+def test_missing_required_keys_and_model_arguments_the_task_sets_are_named_errors():
+  import ml_collections
+  c = ml_collections.ConfigDict(MINIMAL)
+  del c["batch_size"]
+  with pytest.raises(ValueError, match=r"lacks \['batch_size'\], which have no default"):
+    Trainer(c, mesh=one_device_mesh())
+  c = fast_config(**{"model.num_classes": 12})
+  with pytest.raises(ValueError, match=r"config.model sets \['num_classes'\].*'num_classes': 10"):
+    Trainer(c, mesh=one_device_mesh())

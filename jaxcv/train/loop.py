@@ -1,4 +1,11 @@
-"""The task-agnostic training loop: build, restore, train sharded, evaluate, checkpoint."""
+"""The task-agnostic training loop: build, restore, train sharded, evaluate, checkpoint.
+
+The loop reads no task-, model- or data-specific key: the config is first merged over the
+defaults of every key it reads (`jaxcv.train.defaults`), the splits come from
+`jaxcv.data.from_config(config.data)`, and the model is built from `config.model` with the
+arguments the task decides (`Task.model_kwargs`, e.g. `num_classes`) and the two every
+model takes from the loop (`dtype`, `frozen_stages`).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +30,7 @@ from tqdm.auto import tqdm
 from jaxcv import data as data_lib
 from jaxcv import models
 from jaxcv.train import checkpoint as ckpt_lib
+from jaxcv.train import defaults
 from jaxcv.train import input_pipeline
 from jaxcv.train import mesh as mesh_lib
 from jaxcv.train import optim
@@ -43,28 +51,6 @@ class TrainingDivergedError(FloatingPointError):
   """The loss became NaN or Inf; the run stopped and kept its last good checkpoint."""
 
 
-def set_transforms(data_config, train_data, eval_data: dict) -> None:
-  """Per-example transforms from `data.augmentation` (train split only) and
-  `data.preprocess` (every split, after the augmentation), named as in
-  `jaxcv.data.augment.build`. Only per-example data sets (`ExampleDataset`) take them."""
-  augmentation = list(data_config.get("augmentation", None) or [])
-  preprocess = list(data_config.get("preprocess", None) or [])
-  if not (augmentation or preprocess):
-    return
-  if not all(hasattr(ds, "transform") for ds in (train_data, *eval_data.values())):
-    raise ValueError(f"data set {data_config.name!r} is held in memory and augmented inside "
-                     "the step; data.augmentation / data.preprocess apply to per-example "
-                     "data sets (shapes, the catalog readers)")
-  from jaxcv.data import augment  # noqa: PLC0415
-
-  train_data.transform = augment.build(augmentation + preprocess)
-  # evaluation batches draw from a generator seeded by the example's index (see
-  # `ExampleDataset.get`), so a random preprocess step is the same at every evaluation
-  eval_transform = augment.build(preprocess) if preprocess else None
-  for ds in eval_data.values():
-    ds.transform = eval_transform
-
-
 class Trainer:
   """Everything built from a config: data, task, model, optimizer, mesh, compiled steps.
 
@@ -72,25 +58,14 @@ class Trainer:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, mesh=None):
-    self.config = config
-    self.mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.get("mesh", {}))
-    d = config.data
-    kwargs = {k: v for k, v in d.items()
-              if k not in ("name", "train_split", "eval_splits", "mean", "std",
-                           "augmentation", "preprocess")}
-    self.train_data = data_lib.load(d.name, d.get("train_split", "train"), **kwargs)
-    self.eval_data = {s: data_lib.load(d.name, s, **kwargs)
-                      for s in d.get("eval_splits", ("validation", "test"))}
-    set_transforms(d, self.train_data, self.eval_data)
-    self.task = tasks.get(config.task)(config, self.train_data)
-    m = dict(config.model)
-    name = m.pop("name")
-    dtype = DTYPES.get(config.get("dtype", "float32"))
-    if dtype is None:
-      raise ValueError(f"unknown dtype {config.dtype!r}; known: {sorted(DTYPES)}")
-    frozen = tuple(config.get("transfer", {}).get("frozen", ()))
-    self.model = models.create(name, num_classes=self.task.num_outputs, dtype=dtype,
-                               frozen_stages=frozen, **m)
+    # optional keys missing from `config` take their defaults here, once
+    self.config = config = defaults.with_defaults(config, check_required=True)
+    self.mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
+    task_class = tasks.get(config.task)
+    self.train_data, self.eval_data = data_lib.from_config(
+        config.data, task_keys=task_class.data_config_keys)
+    self.task = task_class(config, self.train_data)
+    self.model = self._create_model()
     self.data_axis = self.mesh.shape[mesh_lib.DATA_AXIS]
     for what, bs in (("batch_size", config.batch_size),
                      ("eval_batch_size", self.eval_batch_size)):
@@ -99,9 +74,29 @@ class Trainer:
                          f"of the mesh's '{mesh_lib.DATA_AXIS}' axis")
     self._build()
 
+  def _create_model(self):
+    """`models.create(model.name, **task.model_kwargs(), dtype, frozen_stages, **model.*)`;
+    a key of `config.model` that the task or the loop also sets is an error (two values for
+    one argument: the config's would silently contradict the data, e.g. `num_classes`)."""
+    c = self.config
+    m = dict(c.model)
+    name = m.pop("name")
+    dtype = DTYPES.get(c.dtype)
+    if dtype is None:
+      raise ValueError(f"unknown dtype {c.dtype!r}; known: {sorted(DTYPES)}")
+    given = {**self.task.model_kwargs(), "dtype": dtype,
+             "frozen_stages": tuple(c.transfer.frozen)}
+    both = sorted(set(given) & set(m))
+    if both:
+      raise ValueError(f"config.model sets {both}, which the loop sets itself (task "
+                       f"{c.task!r}: {self.task.model_kwargs()}; dtype from config.dtype, "
+                       "frozen_stages from config.transfer.frozen); remove them from "
+                       "config.model")
+    return models.create(name, **given, **m)
+
   @property
   def eval_batch_size(self) -> int:
-    return int(self.config.get("eval_batch_size", 0) or self.config.batch_size)
+    return int(self.config.eval_batch_size or self.config.batch_size)  # 0: batch_size
 
   def _example_batch(self) -> dict[str, jax.Array]:
     batch = self.train_data.get(np.arange(self.data_axis))
@@ -118,14 +113,13 @@ class Trainer:
 
   def _build(self) -> None:
     c = self.config
-    rng = jax.random.key(int(c.get("seed", 0)), impl=RNG_IMPL)
+    rng = jax.random.key(int(c.seed), impl=RNG_IMPL)
     abstract_params = jax.eval_shape(
         lambda r: self.model.init(r, self.task.model_input(self._example_batch()),
                                   train=False)["params"], rng)
     self.tx = optim.make_optimizer(c, abstract_params)
     self.abstract_state = jax.eval_shape(self._init, rng)
-    self.state_sharding = mesh_lib.state_shardings(self.abstract_state, self.mesh,
-                                                   c.get("mesh", {}))
+    self.state_sharding = mesh_lib.state_shardings(self.abstract_state, self.mesh, c.mesh)
     batch_sh = mesh_lib.batch_sharding(self.mesh)
     rep = mesh_lib.replicated(self.mesh)
     self._rng = rng
@@ -159,18 +153,18 @@ class Trainer:
 
   def new_state(self) -> TrainState:
     state = self.init_state(self._rng)
-    t = self.config.get("transfer", {})
-    if t.get("init_from"):
-      state = pretrained.load_into(state, t.init_from, tuple(t.get("init_exclude", ("head",))),
+    t = self.config.transfer
+    if t.init_from:
+      state = pretrained.load_into(state, t.init_from, tuple(t.init_exclude),
                                    self.state_sharding)
     return state
 
   def batches(self, start_step: int) -> input_pipeline.TrainBatches:
+    c = self.config
     return input_pipeline.TrainBatches(
-        self.train_data, self.config.batch_size, int(self.config.get("seed", 0)), start_step,
-        self.mesh, check=self.task.check_batch, prefetch=int(self.config.get("prefetch", 2)),
-        workers=int(self.config.get("data_workers", 1)),
-        reader=self.config.get("data_reader", "threads"))
+        self.train_data, c.batch_size, int(c.seed), start_step, self.mesh,
+        check=self.task.check_batch, prefetch=int(c.prefetch), workers=int(c.data_workers),
+        reader=c.data_reader)
 
   def evaluate(self, state: TrainState, split: str, picture: str | Path | None = None
                ) -> dict[str, float]:
@@ -229,19 +223,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  if jax.process_index() == 0:
+  c = config = defaults.with_defaults(config, check_required=True)
+  if jax.process_index() == 0:  # the run's whole config, defaults included
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   trainer = Trainer(config)
-  c = config
   num_steps = int(c.num_steps)
   directions = trainer.task.metric_directions
-  best_metric = c.get("best_metric", "") or None
+  best_metric = c.best_metric or None
   if best_metric and best_metric not in directions:
     raise ValueError(f"best_metric {best_metric!r} is not a metric of task {c.task!r}; "
                      f"known: {sorted(directions)}")
-  ckpts = ckpt_lib.Checkpoints(workdir, keep=int(c.get("keep_checkpoints", 3)),
-                               best_metric=best_metric,
-                               best_mode=c.get("best_mode", directions.get(best_metric, "max")))
+  ckpts = ckpt_lib.Checkpoints(workdir, keep=int(c.keep_checkpoints), best_metric=best_metric,
+                               best_mode=c.best_mode or directions.get(best_metric, "max"))
   restored = ckpts.restore(jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
       trainer.abstract_state, trainer.state_sharding))
@@ -256,9 +249,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     writer.write_event(start, "corrupt_checkpoints", moved=ckpts.moved,
                        resumed_from=start if restored is not None else None)
   result: dict[str, Any] = {"step": start, "preempted": False}
-  eval_every = int(c.get("eval_every", 0)) or num_steps
-  ckpt_every = int(c.get("checkpoint_every", 0)) or num_steps
-  log_every = max(int(c.get("log_every", 50)), 1)
+  eval_every = int(c.eval_every) or num_steps
+  ckpt_every = int(c.checkpoint_every) or num_steps
+  log_every = max(int(c.log_every), 1)
   pick = best_split(trainer)
 
   def run_eval(step: int, state: TrainState, save_last: bool) -> None:
@@ -271,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
   batches = trainer.batches(start) if start < num_steps else None
   bar = tqdm(total=num_steps, initial=start, desc=workdir.name, dynamic_ncols=True,
-             disable=jax.process_index() != 0 or not c.get("progress_bar", True))
+             disable=jax.process_index() != 0 or not c.progress_bar)
   try:
     with _preemption_flag() as preempted:
       metric_sum, metric_count = None, 0

@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxcv.train import defaults
+
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
 
@@ -20,10 +22,10 @@ MODEL_AXIS = "model"
 def make_mesh(mesh_config: Mapping[str, Any] | None = None) -> Mesh:
   """Builds a mesh from `config.mesh`: `shape` maps axis names to sizes, -1 takes the rest.
 
-  The default puts every device on `data`. A second axis (`model`) is where large
-  parameters go when `mesh.shard_params` is on.
+  The default (`jaxcv.train.defaults`) puts every device on `data`. A second axis (`model`)
+  is where large parameters go when `mesh.shard_params` is on.
   """
-  shape = dict((mesh_config or {}).get("shape", {DATA_AXIS: -1}))
+  shape = dict(defaults.section("mesh", mesh_config)["shape"])
   if DATA_AXIS not in shape:
     raise ValueError(f"mesh.shape must have a '{DATA_AXIS}' axis, got {shape}")
   devices = jax.devices()
@@ -74,8 +76,9 @@ def param_spec(shape: tuple[int, ...], mesh: Mesh, shard_params: bool,
 
 def state_shardings(abstract_state: Any, mesh: Mesh, mesh_config: Mapping[str, Any]) -> Any:
   """A NamedSharding for every leaf of a (abstract) train state."""
-  shard = bool(mesh_config.get("shard_params", False))
-  min_size = int(mesh_config.get("shard_params_min_size", 2**16))
+  mesh_config = defaults.section("mesh", mesh_config)
+  shard = bool(mesh_config["shard_params"])
+  min_size = int(mesh_config["shard_params_min_size"])
   return jax.tree.map(
       lambda x: NamedSharding(mesh, param_spec(tuple(x.shape), mesh, shard, min_size)),
       abstract_state)

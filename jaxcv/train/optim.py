@@ -17,6 +17,9 @@ Config keys (all under `config`):
                             runs in inference mode too; the loop tells the model)
   transfer.head             top-level modules counted as the head
   transfer.backbone_lr_mult learning-rate multiplier for every non-head, non-frozen module
+
+`make_schedule` and `make_optimizer` take a whole config or a partial one: the keys it lacks
+take their defaults from `jaxcv.train.defaults` (the one place they live).
 """
 from __future__ import annotations
 
@@ -25,20 +28,24 @@ from typing import Any
 import jax
 import optax
 
+from jaxcv.train import defaults
+
 
 def make_schedule(config, multiplier: float = 1.0) -> optax.Schedule:
+  """`schedule.*` of `config` (missing keys: defaults) at `multiplier` times the peak rate."""
+  config = defaults.with_defaults(config)
   lr = float(config.optimizer.learning_rate) * multiplier
   total = int(config.num_steps)
   s = config.schedule
-  warmup = int(s.get("warmup_steps", 0))
-  name = s.get("name", "constant")
+  warmup = int(s.warmup_steps)
+  name = s.name
   if name == "constant":
     main = optax.constant_schedule(lr)
   elif name == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
   elif name == "step":
-    bounds = [int(b * total) if b < 1 else int(b) for b in s.get("boundaries", (0.5, 0.75))]
-    factor = float(s.get("decay_factor", 0.1))
+    bounds = [int(b * total) if b < 1 else int(b) for b in s.boundaries]
+    factor = float(s.decay_factor)
     main = optax.piecewise_constant_schedule(
         lr, {max(b - warmup, 1): factor for b in bounds})
   else:
@@ -59,22 +66,19 @@ def decay_mask(kind: str):
 
 
 def _base(config, schedule) -> optax.GradientTransformation:
-  o = config.optimizer
-  name = o.get("name", "sgd")
-  wd = float(o.get("weight_decay", 0.0))
-  mask = decay_mask(o.get("weight_decay_mask", "kernels"))
+  o = config.optimizer  # a config with defaults (`make_optimizer`)
+  name = o.name
+  wd = float(o.weight_decay)
+  mask = decay_mask(o.weight_decay_mask)
   parts = []
   if name == "adamw":
-    return optax.adamw(schedule, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999),
-                       eps=o.get("eps", 1e-8), weight_decay=wd, mask=mask)
+    return optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=wd, mask=mask)
   if wd:
     parts.append(optax.add_decayed_weights(wd, mask))
   if name == "sgd":
-    parts.append(optax.sgd(schedule, momentum=o.get("momentum", 0.9) or None,
-                           nesterov=o.get("nesterov", False)))
+    parts.append(optax.sgd(schedule, momentum=o.momentum or None, nesterov=o.nesterov))
   elif name == "adam":
-    parts.append(optax.adam(schedule, b1=o.get("b1", 0.9), b2=o.get("b2", 0.999),
-                            eps=o.get("eps", 1e-8)))
+    parts.append(optax.adam(schedule, b1=o.b1, b2=o.b2, eps=o.eps))
   else:
     raise ValueError(f"unknown optimizer.name {name!r}; known: sgd, adam, adamw")
   return optax.chain(*parts)
@@ -94,10 +98,11 @@ def param_labels(params: Any, frozen, head) -> Any:
 
 def make_optimizer(config, params: Any) -> optax.GradientTransformation:
   """The full transformation: clipping, then per-group optimizers (frozen ones zeroed)."""
-  t = config.get("transfer", {})
-  frozen = tuple(t.get("frozen", ()))
-  head = tuple(t.get("head", ("head",)))
-  mult = float(t.get("backbone_lr_mult", 1.0))
+  config = defaults.with_defaults(config)
+  t = config.transfer
+  frozen = tuple(t.frozen)
+  head = tuple(t.head)
+  mult = float(t.backbone_lr_mult)
   main = _base(config, make_schedule(config))
   if frozen or mult != 1.0:
     labels = param_labels(params, frozen, head)
@@ -105,5 +110,5 @@ def make_optimizer(config, params: Any) -> optax.GradientTransformation:
         {"head": main,
          "backbone": _base(config, make_schedule(config, mult)),
          "frozen": optax.set_to_zero()}, labels)
-  clip = float(config.optimizer.get("grad_clip_norm", 0.0))
+  clip = float(config.optimizer.grad_clip_norm)
   return optax.chain(optax.clip_by_global_norm(clip), main) if clip else main

@@ -44,14 +44,24 @@ class Task(abc.ABC):
   host_eval: bool = False
   #: metric name -> 'max' or 'min'; the loop uses it to pick checkpoints and to report.
   metric_directions: Mapping[str, str] = {}
+  #: keys of `config.data` the task reads itself (e.g. `mean` and `std`, with which it
+  #: normalises the input); `jaxcv.data.from_config` passes them to no data-set loader.
+  data_config_keys: tuple[str, ...] = ()
 
   def __init__(self, config, dataset):
     self.config = config
     self.num_classes = dataset.num_classes
-    #: what the loop passes as the model's `num_classes` (its number of outputs per image,
-    #: per pixel or per box); a task predicting another label space sets it, e.g.
+    #: the model's number of outputs per image, per pixel or per box (its `num_classes`,
+    #: see `model_kwargs`); a task predicting another label space sets it, e.g.
     #: `dataset.class_counts["semantic"]` for segmentation, 3 for surface normals.
     self.num_outputs = dataset.num_classes
+
+  def model_kwargs(self) -> dict[str, Any]:
+    """The model's construction arguments the task decides from the config and the data:
+    `{"num_classes": num_outputs}` here; a detector adds its anchors and background
+    convention. The loop passes them to `jaxcv.models.create` with `config.model` (a key
+    in both is an error) and knows none of them."""
+    return {"num_classes": self.num_outputs}
 
   def check_batch(self, batch: Mapping[str, np.ndarray]) -> None:
     """Host-side validation of a NumPy batch; raises ValueError naming the problem."""

@@ -16,6 +16,7 @@ from jaxcv.train.tasks.checks import check_image_batch
 @tasks.register("classification")
 class Classification(Task):
   metric_directions = {"accuracy": "max", "top5": "max", "loss": "min"}
+  data_config_keys = ("mean", "std")  # input normalisation (`model_input`)
 
   def __init__(self, config, dataset):
     super().__init__(config, dataset)

@@ -54,6 +54,7 @@ class DenseTask(Task):
   """
   input_key = "image"
   input_channels = 3
+  data_config_keys = ("mean", "std")  # input normalisation (`model_input`)
 
   def __init__(self, config, dataset):
     super().__init__(config, dataset)

@@ -86,6 +86,11 @@ class _LatentTask(Task):
     self.num_outputs = self.channels
     self.eval_seed = int(config.get("eval_seed", 0))
 
+  def model_kwargs(self):
+    """The latent models' `num_classes` is the number of image channels they reconstruct
+    (`image_channels`: 1 gray, 3 RGB), not a label space."""
+    return {"num_classes": self.channels}
+
   def check_batch(self, batch):
     check_unit_images(batch, self.image_shape)
 
