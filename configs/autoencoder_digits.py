@@ -3,15 +3,13 @@ reconstruction loss; `recon` = reconstruction cross-entropy in nats per image.
 
   python train.py --config configs/autoencoder_digits.py --workdir runs/autoencoder_digits
 """
-from configs import vae_digits
+from configs.base import latent
 
 
 def get_config():
-  c = vae_digits.get_config()  # same network, data, optimizer and cadence, no KL term
+  c = latent.get_config()  # the VAE's network, data, optimizer and cadence; no KL term
   c.task = "autoencoder"
   c.model.name = "autoencoder"
-  for key in ("kl_weight", "eval_samples", "eval_seed"):
-    del c[key]
   c.best_metric = "recon"
   c.best_mode = "min"
   return c

@@ -5,11 +5,11 @@ it is torchvision's `deeplabv3_resnet50`, whose weights convert with
 
   python train.py --config configs/deeplabv3_shapes.py --workdir runs/deeplabv3_shapes
 """
-from configs import unet_shapes
+from configs.base import shapes_dense
 
 
 def get_config():
-  c = unet_shapes.shapes_dense_config()
+  c = shapes_dense.get_config()  # data, CE + Dice, Adam + cosine, 2,000 steps of batch 8
   c.model = {"name": "deeplabv3_resnet50", "width": 8}
   c.batch_size = 8
   return c

@@ -5,10 +5,10 @@ own (tests/test_fcn_deeplab.py shows each variant halving its loss on a fixed ba
 
   python train.py --config configs/fcn8s_shapes.py --workdir runs/fcn8s_shapes
 """
-from configs import unet_shapes
+from configs.base import shapes_dense
 
 
 def get_config():
-  c = unet_shapes.shapes_dense_config()
+  c = shapes_dense.get_config()  # data, CE + Dice, Adam + cosine, 2,000 steps of batch 8
   c.model = {"name": "fcn8s", "width": 8, "hidden": 64}
   return c

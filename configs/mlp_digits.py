@@ -2,11 +2,11 @@
 
   python train.py --config configs/mlp_digits.py --workdir runs/mlp
 """
-from configs import lenet_digits
+from configs.base import classification
 
 
 def get_config():
-  c = lenet_digits.get_config()
+  c = classification.get_config()
   c.model = dict(name="mlp", hidden=128)
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 1e-3

@@ -2,11 +2,11 @@
 
   python train.py --config configs/resnet18_digits.py --workdir runs/resnet18_digits
 """
-from configs import lenet_digits
+from configs.base import classification
 
 
 def get_config():
-  c = lenet_digits.get_config()
+  c = classification.get_config()
   c.model = dict(name="resnet18", width=16)
   c.num_steps = 600
   c.eval_every = 200

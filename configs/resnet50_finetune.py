@@ -15,21 +15,20 @@ Frozen feature extractor with a new head (BatchNorm of the frozen stages in infe
 
 Frozen lower stages only: `--config.transfer.frozen='("stem","stage1","stage2")'`.
 """
-from configs import resnet18_cifar10
+from configs.base import classification
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def get_config():
-  c = resnet18_cifar10.get_config()
+  c = classification.cifar10()
   c.model = dict(name="resnet50")
   c.data.mean, c.data.std = IMAGENET_MEAN, IMAGENET_STD
   c.data.image_size = 32
   c.batch_size = 64
   c.num_steps = 5000
   c.optimizer.learning_rate = 0.01
-  c.schedule = dict(name="cosine", warmup_steps=200)
-  c.transfer = dict(frozen=(), head=("head",), backbone_lr_mult=0.1, init_from="",
-                    init_exclude=("head",))
+  c.schedule.warmup_steps = 200
+  c.transfer.backbone_lr_mult = 0.1  # the backbone learns at a tenth of the head's rate
   return c

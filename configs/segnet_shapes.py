@@ -4,10 +4,10 @@ indices. No target of its own (its test halves the loss on a fixed batch).
 
   python train.py --config configs/segnet_shapes.py --workdir runs/segnet_shapes
 """
-from configs import unet_shapes
+from configs.base import shapes_dense
 
 
 def get_config():
-  c = unet_shapes.shapes_dense_config()  # data, CE + Dice loss, optimizer and schedule of the U-Net
+  c = shapes_dense.get_config()  # data, CE + Dice, Adam + cosine, 2,000 steps of batch 8
   c.model = {"name": "segnet", "width": 8}
   return c

@@ -5,11 +5,11 @@ training set's mean depth everywhere (tests/test_dense_targets.py computes that 
 
   python train.py --config configs/unet_depth_shapes.py --workdir runs/unet_depth_shapes
 """
-from configs import unet_shapes
+from configs.base import shapes_dense
 
 
 def get_config():
-  c = unet_shapes.shapes_dense_config()
+  c = shapes_dense.get_config()
   c.task = "depth"
   c.data.keys = ("depth",)
   # L1 (metres) + the scale-invariant log loss (a 600-step run with the squared log error
@@ -19,7 +19,7 @@ def get_config():
   c.best_mode = "min"
   # a narrower net (width 4) and smaller batches than the segmentation config: geometry
   # regression needs less capacity, and this keeps the CPU run short
-  c.model.width = 4
+  c.model = shapes_dense.unet(width=4)
   c.batch_size = 8
   c.num_steps = 1200
   c.eval_every = c.checkpoint_every = 400

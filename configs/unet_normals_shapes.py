@@ -5,11 +5,11 @@ baseline).
 
   python train.py --config configs/unet_normals_shapes.py --workdir runs/unet_normals_shapes
 """
-from configs import unet_shapes
+from configs.base import shapes_dense
 
 
 def get_config():
-  c = unet_shapes.shapes_dense_config()
+  c = shapes_dense.get_config()
   c.task = "normals"
   c.data.keys = ("normals",)
   c.loss = {}
@@ -17,7 +17,7 @@ def get_config():
   c.best_mode = "min"
   # a narrower net (width 4) and smaller batches than the segmentation config: geometry
   # regression needs less capacity, and this keeps the CPU run short
-  c.model.width = 4
+  c.model = shapes_dense.unet(width=4)
   c.batch_size = 8
   c.num_steps = 400
   c.eval_every = c.checkpoint_every = 200

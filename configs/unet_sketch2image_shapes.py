@@ -6,13 +6,13 @@ few dozen steps on a fixed batch halve the loss.
 
   python train.py --config configs/unet_sketch2image_shapes.py --workdir runs/unet_sketch2image
 """
-from configs import unet_shapes
+from configs.base import shapes_dense
 
 
 def get_config():
-  c = unet_shapes.shapes_dense_config()
+  c = shapes_dense.get_config()
   c.task = "image_to_image"
-  c.model.in_channels = 1
+  c.model = shapes_dense.unet(in_channels=1)  # the sketch
   c.data.keys = ("sketch",)
   c.data.mean, c.data.std = (0.5,), (0.5,)
   c.loss = {}
