@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 
 from jaxcv.layers import conv as fast_conv
+from jaxcv.ops.common import pair
 
 __all__ = ["Conv2d", "ConvTranspose", "SeparableConv", "bilinear_upsample_init",
            "bilinear_upsample_kernel", "conv2d", "conv_transpose",
@@ -38,16 +39,6 @@ __all__ = ["Conv2d", "ConvTranspose", "SeparableConv", "bilinear_upsample_init",
 
 IntPair = int | Sequence[int]
 _NHWC = ("NHWC", "HWIO", "NHWC")
-
-
-def _pair(v, name: str, minimum: int) -> tuple[int, int]:
-  """An int or a pair of ints, each >= `minimum`, as `(h, w)`."""
-  pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-  if len(pair) != 2 or not all(isinstance(p, (int, np.integer)) for p in pair):
-    raise ValueError(f"{name} must be an int or a pair of ints; got {v!r}")
-  if min(pair) < minimum:
-    raise ValueError(f"{name} must be >= {minimum}; got {v!r}")
-  return int(pair[0]), int(pair[1])
 
 
 def _check(fn: str, x: jax.Array, kernel: jax.Array, groups: int, in_per_group: bool = True):
@@ -90,9 +81,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: IntPair = 1, padding: IntPai
     `[B, oh, ow, out]`, `oh = floor((H + 2p - d(kh - 1) - 1) / s) + 1`.
   """
   _check("conv2d", x, kernel, groups)
-  s = _pair(stride, "conv2d stride", 1)
-  p = _pair(padding, "conv2d padding", 0)
-  d = _pair(dilation, "conv2d dilation", 1)
+  s = pair(stride, "conv2d stride", 1)
+  p = pair(padding, "conv2d padding", 0)
+  d = pair(dilation, "conv2d dilation", 1)
   _check_bias("conv2d", bias, kernel.shape[-1])
   for axis, size in enumerate(x.shape[1:3]):
     if size + 2 * p[axis] < d[axis] * (kernel.shape[axis] - 1) + 1:
@@ -136,10 +127,10 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, stride: IntPair = 1, padding
   which skips the inserted zeros (`_conv_transpose_overlap_add`; same values).
   """
   _check("conv_transpose", x, kernel, groups)
-  s = _pair(stride, "conv_transpose stride", 1)
-  p = _pair(padding, "conv_transpose padding", 0)
-  op = _pair(output_padding, "conv_transpose output_padding", 0)
-  d = _pair(dilation, "conv_transpose dilation", 1)
+  s = pair(stride, "conv_transpose stride", 1)
+  p = pair(padding, "conv_transpose padding", 0)
+  op = pair(output_padding, "conv_transpose output_padding", 0)
+  d = pair(dilation, "conv_transpose dilation", 1)
   _check_bias("conv_transpose", bias, kernel.shape[-1])
   pads = []
   for axis in range(2):
@@ -286,7 +277,7 @@ def _conv_params(module: nn.Module, x: jax.Array, what: str):
   if x.ndim != 4:
     raise ValueError(f"{what} expects features of shape [B, H, W, C] (NHWC); got shape "
                      f"{tuple(x.shape)}")
-  kh, kw = _pair(module.kernel_size, f"{what} kernel_size", 1)
+  kh, kw = pair(module.kernel_size, f"{what} kernel_size", 1)
   if x.shape[-1] % module.groups:
     raise ValueError(f"{what}: {x.shape[-1]} input channels are not divisible by groups="
                      f"{module.groups}")
@@ -383,8 +374,8 @@ class SeparableConv(nn.Module):
     if x.ndim != 4:
       raise ValueError(f"SeparableConv expects features of shape [B, H, W, C] (NHWC); got "
                        f"shape {tuple(x.shape)}")
-    k = _pair(self.kernel_size, "SeparableConv kernel_size", 1)
-    d = _pair(self.dilation, "SeparableConv dilation", 1)
+    k = pair(self.kernel_size, "SeparableConv kernel_size", 1)
+    d = pair(self.dilation, "SeparableConv dilation", 1)
     padding = (tuple(di * (ki - 1) // 2 for ki, di in zip(k, d)) if self.padding is None
                else self.padding)
     c = x.shape[-1]

@@ -5,7 +5,9 @@
   `max_unpool2d` (SegNet's decoder puts each value back where its max came from). Indices are
   flat `h * W + w` into the input plane of each (example, channel), as torch's.
 - `adaptive_max_pool` (torch `AdaptiveMaxPool2d` bins), `adaptive_avg_pool` (torch
-  `AdaptiveAvgPool2d`; the classifiers use it through `jaxcv.models.common`), `spatial_pyramid_pool` (SPP-net) and `PyramidPooling` (PSPNet).
+  `AdaptiveAvgPool2d`; the classifiers use it through `jaxcv.models.common`),
+  `spatial_pyramid_pool` (SPP-net) and `PyramidPooling` (PSPNet).
+- Argument pairs (`window`, `stride`, ...) are checked by `jaxcv.ops.common.pair`.
 
 Everything is a pure function of static-shaped arrays (shapes from static arguments only),
 usable under `jax.jit`, `jax.vmap` and `jax.grad`; bad arguments raise ValueError at trace time.
@@ -25,6 +27,7 @@ import numpy as np
 
 from jaxcv.layers.conv import conv_general_dilated
 from jaxcv.layers.upsample import resize
+from jaxcv.ops.common import pair
 
 __all__ = [
   "PyramidPooling",
@@ -62,16 +65,6 @@ def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
   return jnp.einsum("ih,jw,bhwc->bijc", mh, mw, x, precision=jax.lax.Precision.HIGHEST)
 
 
-def _pair(v, name: str, minimum: int) -> tuple[int, int]:
-  """An int or a pair of ints, each >= `minimum`, as `(h, w)`."""
-  pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-  if len(pair) != 2 or not all(isinstance(p, (int, np.integer)) for p in pair):
-    raise ValueError(f"{name} must be an int or a pair of ints; got {v!r}")
-  if min(pair) < minimum:
-    raise ValueError(f"{name} must be >= {minimum}; got {v!r}")
-  return int(pair[0]), int(pair[1])
-
-
 def _check_nhwc(x: jax.Array, fn: str):
   if x.ndim != 4:
     raise ValueError(f"{fn} expects features of shape [B, H, W, C] (NHWC); got shape "
@@ -91,7 +84,7 @@ def nearest_unpool(x: jax.Array, factor: int | Sequence[int]) -> jax.Array:
   Equal to torch `F.interpolate(mode="nearest", scale_factor=factor)` for integer factors.
   """
   _check_nhwc(x, "nearest_unpool")
-  fh, fw = _pair(factor, "nearest_unpool factor", 1)
+  fh, fw = pair(factor, "nearest_unpool factor", 1)
   return jnp.repeat(jnp.repeat(x, fh, axis=1), fw, axis=2)
 
 
@@ -99,7 +92,7 @@ def bed_of_nails_unpool(x: jax.Array, factor: int | Sequence[int]) -> jax.Array:
   """Puts each value at the top-left of its `factor x factor` block, zeros elsewhere:
   `[B, H, W, C]` -> `[B, fH, fW, C]` (`out[:, ::f, ::f] == x`)."""
   _check_nhwc(x, "bed_of_nails_unpool")
-  fh, fw = _pair(factor, "bed_of_nails_unpool factor", 1)
+  fh, fw = pair(factor, "bed_of_nails_unpool factor", 1)
   zero = jnp.zeros((), x.dtype)
   # Interior padding f - 1 between pixels and f - 1 after the last: size H + (H-1)(f-1) + f-1.
   return jax.lax.pad(x, zero, ((0, 0, 0), (0, fh - 1, fh - 1), (0, fw - 1, fw - 1), (0, 0, 0)))
@@ -142,10 +135,10 @@ def max_pool_with_indices(x: jax.Array, window: int | Sequence[int],
     NaN gives NaN and the position of its last NaN (torch's CPU rule).
   """
   _check_nhwc(x, "max_pool_with_indices")
-  kh, kw = _pair(window, "max_pool_with_indices window", 1)
-  sh, sw = _pair(window if stride is None else stride, "max_pool_with_indices stride", 1)
-  ph, pw = _pair(padding, "max_pool_with_indices padding", 0)
-  dh, dw = _pair(dilation, "max_pool_with_indices dilation", 1)
+  kh, kw = pair(window, "max_pool_with_indices window", 1)
+  sh, sw = pair(window if stride is None else stride, "max_pool_with_indices stride", 1)
+  ph, pw = pair(padding, "max_pool_with_indices padding", 0)
+  dh, dw = pair(dilation, "max_pool_with_indices dilation", 1)
   if 2 * ph > kh or 2 * pw > kw:
     raise ValueError(f"max_pool_with_indices: padding {padding!r} must be at most half the "
                      f"window {window!r} (as torch)")
@@ -221,7 +214,7 @@ def max_unpool(x: jax.Array, indices: jax.Array, output_size: Sequence[int]) -> 
     raise ValueError(f"max_unpool: indices must be integers; got {indices.dtype}")
   if isinstance(output_size, int) or len(output_size) != 2:
     raise ValueError(f"max_unpool: output_size must be (H, W); got {output_size!r}")
-  hh, ww = _pair(tuple(output_size), "max_unpool output_size", 1)
+  hh, ww = pair(tuple(output_size), "max_unpool output_size", 1)
   out = _unpool(x, indices, hh * ww)
   return out.reshape(x.shape[0], hh, ww, x.shape[-1])
 
@@ -262,7 +255,7 @@ def adaptive_max_pool(x: jax.Array, output_size: int | Sequence[int]) -> jax.Arr
   first maximum), and the gradient goes to that pixel only, as in torch.
   """
   _check_nhwc(x, "adaptive_max_pool")
-  oh, ow = _pair(output_size, "adaptive_max_pool output_size", 1)
+  oh, ow = pair(output_size, "adaptive_max_pool output_size", 1)
   return _max_along(_max_along(x, 2, ow), 1, oh)
 
 
@@ -281,7 +274,7 @@ def spatial_pyramid_pool(x: jax.Array, levels: Sequence[int] = (1, 2, 4)) -> jax
                      f"got {levels!r}")
   parts = []
   for n in levels:
-    p = adaptive_max_pool(x, _pair(n, "spatial_pyramid_pool level", 1))
+    p = adaptive_max_pool(x, pair(n, "spatial_pyramid_pool level", 1))
     parts.append(jnp.transpose(p, (0, 3, 1, 2)).reshape(x.shape[0], -1))
   return jnp.concatenate(parts, axis=1)
 
@@ -309,7 +302,7 @@ class PyramidPooling(nn.Module):
                        f"{len(self.bins)} bins; set features")
     outs = [x]
     for i, n in enumerate(self.bins):
-      y = adaptive_avg_pool(x, _pair(n, "PyramidPooling bin", 1))
+      y = adaptive_avg_pool(x, pair(n, "PyramidPooling bin", 1))
       y = nn.Conv(features, (1, 1), use_bias=False, dtype=self.dtype, name=f"conv{i}",
                   conv_general_dilated=conv_general_dilated)(y)
       y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
