@@ -15,8 +15,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcv import models
-from jaxcv.layers import bilinear_upsample_kernel
-from jaxcv.models import resnet
+from jaxcv.layers import bilinear_upsample_kernel, stage_plan
 from jaxcv.ops.losses import pixel_softmax_cross_entropy
 
 TINY_FCN = {"width": 8, "hidden": 16}
@@ -94,13 +93,11 @@ def test_deeplabv3plus_shapes(output_stride, size):
 
 def test_stage_plan_matches_torchvision_make_layer():
   # torchvision: dilate doubles the running dilation; the stage's first block keeps the old.
-  assert resnet.stage_plan(4, (False, True, True)) == [(1, 1, 1), (2, 1, 1), (1, 1, 2),
-                                                       (1, 2, 4)]
-  assert resnet.stage_plan(4, (False, False, True)) == [(1, 1, 1), (2, 1, 1), (2, 1, 1),
-                                                        (1, 1, 2)]
-  assert resnet.stage_plan(4) == [(1, 1, 1), (2, 1, 1), (2, 1, 1), (2, 1, 1)]
+  assert stage_plan(4, (False, True, True)) == [(1, 1, 1), (2, 1, 1), (1, 1, 2), (1, 2, 4)]
+  assert stage_plan(4, (False, False, True)) == [(1, 1, 1), (2, 1, 1), (2, 1, 1), (1, 1, 2)]
+  assert stage_plan(4) == [(1, 1, 1), (2, 1, 1), (2, 1, 1), (2, 1, 1)]
   with pytest.raises(ValueError, match="needs 3 flags"):
-    resnet.stage_plan(4, (True,))
+    stage_plan(4, (True,))
 
 
 def test_dilated_classifier_resnet_keeps_parameters():

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from torch_reference import import_torchvision
 
-import jaxcv.models  # noqa: F401  before jaxcv.layers (layers.pooling imports jaxcv.models)
 from jaxcv.layers.pooling import max_pool_with_indices, max_unpool
 from jaxcv.models import hrnet
 

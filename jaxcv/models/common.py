@@ -1,21 +1,21 @@
-"""Small pieces the classification models share: input checks, torch-exact pooling, norms.
+"""Small pieces the models share: input checks, torch-exact pooling, the classifier MLP.
 
 All arrays are NHWC. Shapes are static, so every check here runs at trace time.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcv.layers.pooling import adaptive_avg_pool  # noqa: F401  (models use it from here)
+# Models use these from here; they live in layers/ because layers use them too.
+from jaxcv.layers.conv_norm_act import kaiming_fan_out  # noqa: F401
+from jaxcv.layers.norm import batch_norm  # noqa: F401
+from jaxcv.layers.pooling import adaptive_avg_pool  # noqa: F401
 
 Dtype = Any
-# torchvision's conv init for ResNet and VGG: kaiming normal, fan_out, for ReLU.
-kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def check_input(x: jax.Array, model: str, min_size: int = 1, exact_size: int | None = None):
@@ -32,22 +32,22 @@ def check_input(x: jax.Array, model: str, min_size: int = 1, exact_size: int | N
                      f"got {h}x{w}")
 
 
+def check_image(x: jax.Array, model: str, multiple: int = 1):
+  """`x` must be `[B, H, W, 3]` with H and W positive multiples of `multiple` (the output
+  stride of a model whose maps must line up)."""
+  check_input(x, model, min_size=multiple)
+  h, w = x.shape[1:3]
+  if h % multiple or w % multiple:
+    raise ValueError(f"{model} needs H and W divisible by {multiple} (its output stride); got "
+                     f"{h}x{w}")
+
+
 def check_frozen(frozen_stages: Sequence[str], stages: Sequence[str], model: str):
   """Raises ValueError for a name in `frozen_stages` that is not a top-level module."""
   unknown = sorted(set(frozen_stages) - set(stages))
   if unknown:
     raise ValueError(f"{model}: frozen_stages {unknown} are not top-level modules; "
                      f"known: {list(stages)}")
-
-
-def batch_norm(train: bool, stage: str, frozen_stages: Sequence[str], dtype: Dtype):
-  """BatchNorm constructor for the modules of `stage`, with torchvision's hyperparameters.
-
-  torch momentum 0.1 (weight of the new batch) is flax momentum 0.9 (weight of the old
-  stats). A frozen stage keeps inference-mode BN even in training (transfer learning).
-  """
-  return functools.partial(nn.BatchNorm, use_running_average=not train or stage in frozen_stages,
-                           momentum=0.9, epsilon=1e-5, dtype=dtype)
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:

@@ -37,64 +37,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcv.layers import SeparableConv, resize
-from jaxcv.models import common, resnet
-from jaxcv.models.fcn import ConvBNReLU, FCNResNet, check_image, resnet_backbone
+from jaxcv.layers.aspp import ASPP, SepConvNormAct
+from jaxcv.layers.conv_norm_act import ConvNormAct, lecun_normal, torch_conv
+from jaxcv.layers.residual import BasicBlock, BottleneckBlock
+from jaxcv.layers.upsample import resize
+from jaxcv.models import common
+from jaxcv.models.backbones.resnet import dilation_for_output_stride, resnet_body
 from jaxcv.models.registry import register
+from jaxcv.models.simple_segmentation import SimpleSegmentation
 
 ModuleDef = Any
 STAGES = ["stem", "stage1", "stage2", "stage3", "stage4"]
-
-
-class SepConvBNReLU(nn.Module):
-  """Atrous separable conv: depthwise 3x3 (dilation, "same" padding), BN, ReLU, pointwise
-  1x1, BN, ReLU. Submodules `sepconv` (`SeparableConv`: `depthwise`, `bn`, `pointwise`) and
-  `bn`. `[B, h, w, C]` -> `[B, h, w, features]`."""
-  features: int
-  norm: ModuleDef
-  dilation: int = 1
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train_bn: bool):
-    x = SeparableConv(self.features, 3, dilation=self.dilation, mid_norm=True, mid_relu=True,
-                      dtype=self.dtype, name="sepconv")(x, train=train_bn)
-    return nn.relu(self.norm(name="bn")(x))
-
-
-class ASPP(nn.Module):
-  """Atrous spatial pyramid pooling: `[B, h, w, C]` -> `[B, h, w, features]`.
-
-  Branches `conv1x1`, `atrous1`.. (one per rate; `ConvBNReLU`, or `SepConvBNReLU` when
-  `separable`), `pooling` (global mean, 1x1 ConvBNReLU, broadcast back to h x w, which is
-  what torch's bilinear upsampling of a 1x1 map gives), concatenated in that order and
-  projected by `project` (1x1 ConvBNReLU) and dropout.
-  """
-  rates: Sequence[int]
-  features: int
-  norm: ModuleDef
-  separable: bool = False
-  dropout: float = 0.5
-  train_bn: bool = False
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    b, h, w, _ = x.shape
-    branches = [ConvBNReLU(self.features, 1, self.norm, dtype=self.dtype, name="conv1x1")(x)]
-    for i, rate in enumerate(self.rates):
-      name = f"atrous{i + 1}"
-      if self.separable:
-        y = SepConvBNReLU(self.features, self.norm, rate, self.dtype, name=name)(x, self.train_bn)
-      else:
-        y = ConvBNReLU(self.features, 3, self.norm, rate, self.dtype, name=name)(x)
-      branches.append(y)
-    pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
-    pooled = ConvBNReLU(self.features, 1, self.norm, dtype=self.dtype, name="pooling")(pooled)
-    branches.append(jnp.broadcast_to(pooled, (b, h, w, self.features)))
-    y = ConvBNReLU(self.features, 1, self.norm, dtype=self.dtype,
-                   name="project")(jnp.concatenate(branches, axis=-1))
-    return nn.Dropout(self.dropout, deterministic=not train)(y)
 
 
 class DeepLabHead(nn.Module):
@@ -109,14 +62,15 @@ class DeepLabHead(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = ASPP(self.rates, self.features, self.norm, dtype=self.dtype, name="aspp")(x, train)
-    x = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                dtype=self.dtype, name="conv")(x)
+    x = torch_conv(self.features, 3, dtype=self.dtype, kernel_init=lecun_normal, name="conv")(x)
     x = nn.relu(self.norm(name="bn")(x))
-    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="cls")(x)
+    return torch_conv(self.num_classes, 1, use_bias=True, dtype=self.dtype,
+                      kernel_init=lecun_normal, name="cls")(x)
 
 
-class DeepLabV3(FCNResNet):
-  """torchvision's DeepLabv3 on a dilated ResNet (output stride 8). `x`: `[B, H, W, 3]`.
+class DeepLabV3(SimpleSegmentation):
+  """torchvision's DeepLabv3 on a dilated ResNet (output stride 8): `SimpleSegmentation` with
+  a `DeepLabHead` (`head`) on stage4. `x`: `[B, H, W, 3]`, any size.
 
   Returns `(out [B, H, W, num_classes] float32, intermediates)`: `aux` (auxiliary FCNHead
   logits on stage3 at the input size, float32, only when `aux_loss`), `stem`,
@@ -146,7 +100,7 @@ class DeepLabV3Plus(nn.Module):
   leaves only the centre tap).
   """
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
-  block_cls: ModuleDef = resnet.BottleneckBlock
+  block_cls: ModuleDef = BottleneckBlock
   num_classes: int = 21
   width: int = 64
   output_stride: int = 16
@@ -162,16 +116,17 @@ class DeepLabV3Plus(nn.Module):
   def __call__(self, x, train: bool = False):
     if self.output_stride not in (8, 16):
       raise ValueError(f"DeepLabv3+ output_stride must be 8 or 16; got {self.output_stride}")
-    check_image(x, "DeepLabv3+", self.output_stride)
+    common.check_image(x, "DeepLabv3+", self.output_stride)
     common.check_frozen(self.frozen_stages, STAGES + ["aspp", "decoder", "head"], "DeepLabv3+")
     size = x.shape[1:3]
-    dilate = (False, self.output_stride == 8, True)
-    out = resnet_backbone(x, stage_sizes=self.stage_sizes, block_cls=self.block_cls,
-                          width=self.width, replace_stride_with_dilation=dilate, train=train,
-                          frozen_stages=self.frozen_stages, dtype=self.dtype)
 
     def norm(stage):
       return common.batch_norm(train, stage, self.frozen_stages, self.dtype)
+
+    out = resnet_body(x, stage_sizes=self.stage_sizes, block_cls=self.block_cls,
+                      width=self.width, norm=norm, dtype=self.dtype,
+                      replace_stride_with_dilation=dilation_for_output_stride(
+                          self.output_stride, len(self.stage_sizes)))
 
     def train_bn(stage):
       return train and stage not in self.frozen_stages
@@ -187,14 +142,15 @@ class DeepLabV3Plus(nn.Module):
     y = out["decoder"] = Decoder(low_features, dec_features, norm("decoder"),
                                  train_bn("decoder"), self.dtype, name="decoder")(
                                      y, out["stage1"])
-    y = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="head")(y)
+    y = torch_conv(self.num_classes, 1, use_bias=True, dtype=self.dtype,
+                   kernel_init=lecun_normal, name="head")(y)
     return resize(y.astype(jnp.float32), size), out
 
 
 class Decoder(nn.Module):
-  """DeepLabv3+'s decoder: `reduce` (1x1 ConvBNReLU of the low-level features to
+  """DeepLabv3+'s decoder: `reduce` (1x1 ConvNormAct of the low-level features to
   `low_level_features`), bilinear upsample of `x` to their size, concat `[x, low]`, `sep1`,
-  `sep2` (3x3 `SepConvBNReLU`, `features`). Returns `[B, h_low, w_low, features]`."""
+  `sep2` (3x3 `SepConvNormAct`, `features`). Returns `[B, h_low, w_low, features]`."""
   low_level_features: int
   features: int
   norm: ModuleDef
@@ -203,15 +159,15 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, low: jax.Array) -> jax.Array:
-    low = ConvBNReLU(self.low_level_features, 1, self.norm, dtype=self.dtype,
-                     name="reduce")(low)
+    low = ConvNormAct(self.low_level_features, 1, norm=self.norm, dtype=self.dtype,
+                      name="reduce")(low)
     x = resize(x, low.shape[1:3]).astype(low.dtype)
     x = jnp.concatenate([x, low], axis=-1)
-    x = SepConvBNReLU(self.features, self.norm, dtype=self.dtype, name="sep1")(x, self.train_bn)
-    return SepConvBNReLU(self.features, self.norm, dtype=self.dtype, name="sep2")(
+    x = SepConvNormAct(self.features, self.norm, dtype=self.dtype, name="sep1")(x, self.train_bn)
+    return SepConvNormAct(self.features, self.norm, dtype=self.dtype, name="sep2")(
         x, self.train_bn)
 
 
 DeepLabV3PlusResNet50 = register("deeplabv3plus_resnet50", DeepLabV3Plus)
 DeepLabV3PlusResNet18 = register("deeplabv3plus_resnet18", functools.partial(
-    DeepLabV3Plus, stage_sizes=(2, 2, 2, 2), block_cls=resnet.BasicBlock))
+    DeepLabV3Plus, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock))

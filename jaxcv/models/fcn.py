@@ -6,10 +6,11 @@ Every model maps float NHWC images `[B, H, W, 3]` (raw, normalised by the task) 
 input resolution, with the backbone's stage outputs in `intermediates`.
 
 FCN-32s/16s/8s (`fcn32s`, `fcn16s`, `fcn8s`): VGG-16's five conv stages (`stage1`..`stage5`,
-vgg.ConvStage, same parameter names as `vgg16`), fc6 as a 7x7 conv (padding 3) and fc7 as a
-1x1 conv (ReLU, dropout 0.5 each), a 1x1 class scoring layer (`head`) at stride 32, then
-learned transposed convolutions initialised to bilinear upsampling (`jaxcv.layers
-ConvTranspose`, `bilinear_upsample_init`, no bias, as the paper's Caffe nets):
+`jaxcv.models.backbones.vgg_body`, same parameter names as `vgg16`), fc6 as a 7x7 conv
+(padding 3) and fc7 as a 1x1 conv (ReLU, dropout 0.5 each), a 1x1 class scoring layer
+(`head`) at stride 32, then learned transposed convolutions initialised to bilinear
+upsampling (`jaxcv.layers ConvTranspose`, `bilinear_upsample_init`, no bias, as the paper's
+Caffe nets):
 - 32s: `upscore` (k 64, stride 32) straight to the input size.
 - 16s: `upscore2` (k 4, stride 2) to stride 16, plus `score_pool4` (1x1 on pool4), then
   `upscore16` (k 32, stride 16).
@@ -25,7 +26,8 @@ offset `s / 2`). With that offset the centre of coarse pixel `i`, `i s + (s - 1)
 fine grid, is where the bilinear kernel centred on it peaks, so coarse and fine maps align
 pixel centre on pixel centre; the crop equals torch `ConvTranspose2d(padding=s // 2)`.
 
-`fcn_resnet50`: torchvision's `fcn_resnet50(weights=None, aux_loss=True)`: ResNet-50 with
+`fcn_resnet50`: torchvision's `fcn_resnet50(weights=None, aux_loss=True)`
+(`jaxcv.models.simple_segmentation`): ResNet-50 with
 `replace_stride_with_dilation=(False, True, True)` (output stride 8), `FCNHead` (`head`: 3x3
 conv 2048 -> 512, BN, ReLU, dropout 0.1, 1x1 conv with bias) on stage4, the auxiliary FCNHead
 (`aux`, 1024 -> 256) on stage3 when `aux_loss`, each upsampled to the input size with
@@ -43,21 +45,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcv.layers import ConvTranspose, bilinear_upsample_init, resize
-from jaxcv.models import common, resnet, vgg
+from jaxcv.layers import ConvTranspose, bilinear_upsample_init
+from jaxcv.models import common
+from jaxcv.models.backbones.vgg import CONFIGS, vgg_body
 from jaxcv.models.registry import register
+from jaxcv.models.simple_segmentation import FCNHead, SimpleSegmentation
 
-ModuleDef = Any
 _zeros = nn.initializers.zeros_init()
-
-
-def check_image(x: jax.Array, model: str, multiple: int = 1):
-  """`x` must be `[B, H, W, 3]` with H and W positive multiples of `multiple`."""
-  common.check_input(x, model, min_size=multiple)
-  h, w = x.shape[1:3]
-  if h % multiple or w % multiple:
-    raise ValueError(f"{model} needs H and W divisible by {multiple} (its output stride); got "
-                     f"{h}x{w}")
 
 
 def _crop(x: jax.Array, offset: int, like: jax.Array | tuple[int, int]) -> jax.Array:
@@ -93,19 +87,21 @@ class FCNVGG(nn.Module):
   def __call__(self, x, train: bool = False):
     if self.skips not in (0, 1, 2):
       raise ValueError(f"FCNVGG skips must be 0 (32s), 1 (16s) or 2 (8s); got {self.skips}")
-    check_image(x, self.model_name, 32)
+    common.check_image(x, self.model_name, 32)
     names = [f"stage{i + 1}" for i in range(5)]
     ups = {0: ["upscore"], 1: ["upscore2", "upscore16"],
            2: ["upscore2", "upscore_pool4", "upscore8"]}[self.skips]
     scores = ["score_pool4", "score_pool3"][:self.skips]
     common.check_frozen(self.frozen_stages, names + ["fc6", "fc7", "head"] + scores + ups,
                         self.model_name)
-    out = {}
-    for name, num_convs, base in zip(names, vgg.CONFIGS["vgg16"], vgg.STAGE_WIDTHS):
-      norm = (common.batch_norm(train, name, self.frozen_stages, self.dtype)
+
+    def norm(stage):  # None: VGG without BatchNorm, as the paper's
+      return (common.batch_norm(train, stage, self.frozen_stages, self.dtype)
               if self.batch_norm else None)
-      x = out[name] = vgg.ConvStage(num_convs, base * self.width // 64, norm, self.dtype,
-                                    name=name)(x)
+
+    out = vgg_body(x, stage_sizes=CONFIGS["vgg16"], width=self.width, norm=norm,
+                   dtype=self.dtype)
+    x = out["stage5"]
     hidden = self.hidden or 4096 * self.width // 64
     dropout = nn.Dropout(0.5, deterministic=not train)
     x = nn.relu(nn.Conv(hidden, (7, 7), padding=((3, 3), (3, 3)), dtype=self.dtype,
@@ -140,105 +136,19 @@ FCN16s = register("fcn16s", functools.partial(FCNVGG, skips=1))
 FCN8s = register("fcn8s", functools.partial(FCNVGG, skips=2))
 
 
-class ConvBNReLU(nn.Module):
-  """torch `Conv2d(k, padding=dilation * (k - 1) / 2, dilation, bias=False)`, BatchNorm, ReLU.
-
-  Submodules `conv`, `bn` (torchvision's Sequential indices 0 and 1).
-  """
-  features: int
-  kernel: int
-  norm: ModuleDef
-  dilation: int = 1
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    pad = self.dilation * (self.kernel - 1) // 2
-    x = nn.Conv(self.features, (self.kernel, self.kernel), padding=((pad, pad), (pad, pad)),
-                kernel_dilation=(self.dilation, self.dilation), use_bias=False,
-                dtype=self.dtype, name="conv")(x)
-    return nn.relu(self.norm(name="bn")(x))
-
-
-class FCNHead(nn.Module):
-  """torchvision's `FCNHead(in, num_classes)`: 3x3 conv in -> in / 4 (no bias), BN, ReLU,
-  Dropout(0.1), 1x1 conv with bias. `[B, h, w, in]` -> `[B, h, w, num_classes]`.
-
-  Submodules `conv`, `bn`, `cls` (torch indices 0, 1, 4).
-  """
-  num_classes: int
-  norm: ModuleDef
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = nn.Conv(x.shape[-1] // 4, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                dtype=self.dtype, name="conv")(x)
-    x = nn.relu(self.norm(name="bn")(x))
-    x = nn.Dropout(0.1, deterministic=not train)(x)
-    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name="cls")(x)
-
-
-def resnet_backbone(x: jax.Array, *, stage_sizes: Sequence[int], block_cls: ModuleDef,
-                    width: int, replace_stride_with_dilation: Sequence[bool], train: bool,
-                    frozen_stages: Sequence[str], dtype: Any) -> dict[str, jax.Array]:
-  """ResNet stem and stages (torchvision's `IntermediateLayerGetter` body), built inside the
-  calling module's `nn.compact` method, so their parameters are its top-level `stem`,
-  `stage1`..`stage4` (the same names as `resnet.ResNet`'s). Returns the stage outputs."""
-  out = {}
-  x = out["stem"] = resnet.Stem(width, common.batch_norm(train, "stem", frozen_stages, dtype),
-                                dtype, name="stem")(x)
-  plan = resnet.stage_plan(len(stage_sizes), replace_stride_with_dilation)
-  for i, num_blocks in enumerate(stage_sizes):
-    name = f"stage{i + 1}"
-    strides, first_dilation, dilation = plan[i]
-    x = out[name] = resnet.ResNetStage(
-        block_cls, num_blocks, width * 2**i, strides,
-        common.batch_norm(train, name, frozen_stages, dtype), dtype, dilation, first_dilation,
-        name=name)(x)
-  return out
-
-
-class FCNResNet(nn.Module):
-  """torchvision's FCN on a dilated ResNet (output stride 8). `x`: `[B, H, W, 3]`, any size.
+class FCNResNet(SimpleSegmentation):
+  """torchvision's FCN on a dilated ResNet (output stride 8): `SimpleSegmentation` with an
+  `FCNHead` (`head`) on stage4. `x`: `[B, H, W, 3]`, any size.
 
   Returns `(out [B, H, W, num_classes] float32, intermediates)`: `aux` (the auxiliary head's
   logits on stage3, `[B, H, W, num_classes]` float32, only when `aux_loss`), `stem`,
   `stage1`..`stage4`. `width` scales the backbone (64 as torchvision); the heads take a
   quarter of their input's channels, as torchvision's.
   """
-  stage_sizes: Sequence[int] = (3, 4, 6, 3)
-  block_cls: ModuleDef = resnet.BottleneckBlock
-  num_classes: int = 21
-  width: int = 64
-  aux_loss: bool = True
-  replace_stride_with_dilation: Sequence[bool] = (False, True, True)
-  dtype: Any = jnp.float32
-  frozen_stages: Sequence[str] = ()
-
   model_name = "fcn_resnet"  # in error messages
 
   def main_head(self, norm) -> nn.Module:
-    """The classifier on stage4, named `head` (DeepLabV3 swaps in its ASPP head)."""
     return FCNHead(self.num_classes, norm, self.dtype, name="head")
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    check_image(x, self.model_name)
-    common.check_frozen(self.frozen_stages, ["stem", "stage1", "stage2", "stage3", "stage4",
-                                             "head", "aux"], self.model_name)
-    size = x.shape[1:3]
-    out = resnet_backbone(x, stage_sizes=self.stage_sizes, block_cls=self.block_cls,
-                          width=self.width,
-                          replace_stride_with_dilation=self.replace_stride_with_dilation,
-                          train=train, frozen_stages=self.frozen_stages, dtype=self.dtype)
-    head_norm = common.batch_norm(train, "head", self.frozen_stages, self.dtype)
-    y = self.main_head(head_norm)(out["stage4"], train)
-    if self.aux_loss:
-      aux_norm = common.batch_norm(train, "aux", self.frozen_stages, self.dtype)
-      aux = FCNHead(self.num_classes, aux_norm, self.dtype, name="aux")(out["stage3"], train)
-      out["aux"] = resize(aux.astype(jnp.float32), size)
-    return resize(y.astype(jnp.float32), size), out
 
 
 FCNResNet50 = register("fcn_resnet50", FCNResNet)

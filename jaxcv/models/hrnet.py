@@ -27,9 +27,11 @@ Bilinear resizes use `jaxcv.layers.resize` (torch `F.interpolate`) with `align_c
 default, as the official pytorch-v1.1 and HRNet-OCR branches whose released Cityscapes weights
 use it ("we use align_corners = True for upsampling in HRNet", their README); the older master
 branch (PyTorch 0.4.1) resized with torch's default, `align_corners=False`.
-BatchNorm: torch momentum 0.1, eps 1e-5. Convs: kaiming normal (fan_out) init rather than the
-official N(0, 0.001), which is meant for ImageNet-pretrained starts and trains slowly from
-scratch. Any input size of at least 32 works (strides round up, as in torch with padding 1).
+Blocks, stages and convs are the shared ones (`jaxcv.layers.BasicBlock`, `BottleneckBlock`,
+`ResNetStage` at stride 1, `torch_conv`, `ConvNormAct`). BatchNorm: torch momentum 0.1, eps
+1e-5. Convs: kaiming normal (fan_out) init rather than the official N(0, 0.001), which is
+meant for ImageNet-pretrained starts and trains slowly from scratch. Any input size of at
+least 32 works (strides round up, as in torch with padding 1).
 
 Params: `stem` (conv1, bn1, conv2, bn2), `stage1` (block1..), `stage2`..`stage4`
 (`transition{i}`, `module{m}` with `branch{i}` (block1..) and `fuse{i}_{j}`, 1-based), `neck`,
@@ -46,68 +48,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxcv.layers.conv import conv_general_dilated
+from jaxcv.layers.conv_norm_act import ConvNormAct, kaiming_fan_out, torch_conv
+from jaxcv.layers.residual import BasicBlock, BottleneckBlock, ResNetStage
 from jaxcv.layers.upsample import resize
 from jaxcv.models import common
 from jaxcv.models.registry import register
-from jaxcv.models.resnet import BasicBlock, BottleneckBlock
 
 ModuleDef = Any
 
 
-def _conv(features: int, kernel: int, strides: int, dtype, name: str, bias: bool = False):
-  pad = kernel // 2
-  return nn.Conv(features, (kernel, kernel), (strides, strides), padding=((pad, pad),) * 2,
-                 use_bias=bias, dtype=dtype, kernel_init=common.kaiming_fan_out, name=name,
-                 conv_general_dilated=conv_general_dilated)
-
-
-class Stem(nn.Module):
-  """3x3/2 conv, BN, ReLU, twice: `[B, H, W, 3]` -> `[B, H/4, W/4, features]`."""
-  features: int
-  norm: ModuleDef
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    for i in (1, 2):
-      x = _conv(self.features, 3, 2, self.dtype, f"conv{i}")(x)
-      x = nn.relu(self.norm(name=f"bn{i}")(x))
-    return x
-
-
-class Blocks(nn.Module):
-  """`num_blocks` blocks of `block_cls` (stride 1) of width `features`: `block1`, ..."""
-  block_cls: ModuleDef
-  num_blocks: int
-  features: int
-  norm: ModuleDef
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    for k in range(1, self.num_blocks + 1):
-      x = self.block_cls(self.features, 1, self.norm, self.dtype, name=f"block{k}")(x)
-    return x
-
-
-class Conv1x1BN(nn.Module):
-  """1x1 conv (bias if `bias`), BN, and a ReLU if `relu`: submodules `conv`, `bn`."""
-  features: int
-  norm: ModuleDef
-  bias: bool = False
-  relu: bool = False
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    x = self.norm(name="bn")(_conv(self.features, 1, 1, self.dtype, "conv", self.bias)(x))
-    return nn.relu(x) if self.relu else x
-
-
 class ConvBN(nn.Module):
   """`len(widths)` x (3x3 conv of stride `strides`, BN, ReLU); no ReLU after the last one
-  when `last_relu` is False. Submodules `conv1`, `bn1`, ..."""
+  when `last_relu` is False. Submodules `conv1`, `bn1`, ... Also the stem (two convs at
+  stride 2: `[B, H, W, 3]` -> `[B, H/4, W/4, stem_width]`) and a fusion path from branch j
+  down to branch i (`i - j` convs at stride 2)."""
   widths: Sequence[int]
   strides: int
   norm: ModuleDef
@@ -117,7 +71,7 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x):
     for k, features in enumerate(self.widths, 1):
-      x = _conv(features, 3, self.strides, self.dtype, f"conv{k}")(x)
+      x = torch_conv(features, 3, self.strides, dtype=self.dtype, name=f"conv{k}")(x)
       x = self.norm(name=f"bn{k}")(x)
       if self.last_relu or k < len(self.widths):
         x = nn.relu(x)
@@ -140,8 +94,8 @@ class HRModule(nn.Module):
   def __call__(self, xs):
     xs = list(xs)
     for i, c in enumerate(self.channels):
-      xs[i] = Blocks(BasicBlock, self.num_blocks, c, self.norm, self.dtype,
-                     name=f"branch{i + 1}")(xs[i])
+      xs[i] = ResNetStage(BasicBlock, self.num_blocks, c, 1, self.norm, self.dtype,
+                          name=f"branch{i + 1}")(xs[i])
     if len(xs) == 1:
       return xs
     fused = []
@@ -152,7 +106,8 @@ class HRModule(nn.Module):
         if j == i:
           z = xs[j]
         elif j > i:  # lower resolution: 1x1 conv + BN, then up to branch i's size
-          z = Conv1x1BN(ci, self.norm, dtype=self.dtype, name=name)(xs[j])
+          z = ConvNormAct(ci, 1, norm=self.norm, act=None, kernel_init=kaiming_fan_out,
+                          dtype=self.dtype, name=name)(xs[j])
           z = resize(z, xs[i].shape[1:3], "bilinear", self.align_corners)
         else:  # higher resolution: i - j stride-2 3x3 convs
           z = ConvBN([cj] * (i - j - 1) + [ci], 2, self.norm, last_relu=False, dtype=self.dtype,
@@ -231,10 +186,10 @@ class HRNet(nn.Module):
     norm = lambda stage: common.batch_norm(train, stage, self.frozen_stages, self.dtype)
     size_in = x.shape[1:3]
     out = {}
-    x = out["stem"] = Stem(self.stem_width, norm("stem"), self.dtype, name="stem")(
-        x.astype(self.dtype))
-    x = out["stage1"] = Blocks(BottleneckBlock, self.num_blocks[0], self.stem_width,
-                               norm("stage1"), self.dtype, name="stage1")(x)
+    x = out["stem"] = ConvBN([self.stem_width] * 2, 2, norm("stem"), dtype=self.dtype,
+                             name="stem")(x.astype(self.dtype))
+    x = out["stage1"] = ResNetStage(BottleneckBlock, self.num_blocks[0], self.stem_width, 1,
+                                    norm("stage1"), self.dtype, name="stage1")(x)
     xs = (x,)
     for k in (2, 3, 4):
       channels = [self.width * 2**i for i in range(k)]
@@ -244,9 +199,10 @@ class HRNet(nn.Module):
     size = xs[0].shape[1:3]
     y = jnp.concatenate([xs[0]] + [resize(b, size, "bilinear", self.align_corners)
                                    for b in xs[1:]], axis=-1)
-    y = out["pre_logits"] = Conv1x1BN(y.shape[-1], norm("neck"), bias=True, relu=True,
-                                      dtype=self.dtype, name="neck")(y)
-    logits = _conv(self.num_classes, 1, 1, self.dtype, "head", bias=True)(y)
+    y = out["pre_logits"] = ConvNormAct(y.shape[-1], 1, norm=norm("neck"), use_bias=True,
+                                        kernel_init=kaiming_fan_out, dtype=self.dtype,
+                                        name="neck")(y)
+    logits = torch_conv(self.num_classes, 1, use_bias=True, dtype=self.dtype, name="head")(y)
     logits = resize(logits.astype(jnp.float32), size_in, "bilinear", self.align_corners)
     return logits, out
 

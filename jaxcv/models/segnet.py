@@ -26,29 +26,25 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# The module, not its names: jaxcv.layers.pooling imports jaxcv.models.common, so importing
-# jaxcv.layers first reaches this file while pooling is still half-initialised.
 from jaxcv.layers import pooling
-from jaxcv.layers.conv import conv_general_dilated
+from jaxcv.layers.conv_norm_act import torch_conv
 from jaxcv.models import common
+from jaxcv.models.backbones.vgg import CONFIGS, STAGE_WIDTHS
 from jaxcv.models.registry import register
 
 ModuleDef = Any
-# VGG-16: convs per stage and the paper's widths (scaled by width / 64).
-VGG16_STAGES = (2, 2, 3, 3, 3)
-STAGE_WIDTHS = (64, 128, 256, 512, 512)
+# VGG-16: convs per stage (the paper's widths are STAGE_WIDTHS, scaled by width / 64).
+VGG16_STAGES = CONFIGS["vgg16"]
 
 
 def _conv(features: int, dtype, name: str) -> nn.Conv:
-  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype,
-                 kernel_init=common.kaiming_fan_out, name=name,
-                 conv_general_dilated=conv_general_dilated)
+  return torch_conv(features, 3, use_bias=True, dtype=dtype, name=name)
 
 
 class ConvBlock(nn.Module):
   """`len(widths)` x (3x3 conv with bias, BN, ReLU): `[B, H, W, Cin]` -> `[B, H, W, widths[-1]]`.
 
-  Submodules `conv1`, `bn1`, `conv2`, ... (the names of `vgg.ConvStage`).
+  Submodules `conv1`, `bn1`, `conv2`, ... (the names of `jaxcv.models.backbones.vgg.ConvStage`).
   """
   widths: Sequence[int]
   norm: ModuleDef
