@@ -11,6 +11,7 @@ import pytest
 
 from jaxcv import models
 from jaxcv.models import common
+from jaxcv.models.backbones import ResNetBackbone, dilation_for_output_stride
 from jaxcv.weights import torchvision as tv_weights
 from torch_reference import import_torchvision, randomize_batchnorm, relative_error
 
@@ -43,6 +44,33 @@ def test_converted_weights_match_torchvision(name):
   with jax.default_matmul_precision("highest"):
     ours, _ = model.apply(variables, x_nhwc)  # eager: one call, compiling would cost more
   assert relative_error(ours, want) <= 1e-4
+
+
+@pytest.mark.parametrize("output_stride", [32, 16, 8])
+def test_dilated_resnet_body_matches_torchvision_stage_by_stage(output_stride):
+  """jaxcv's one ResNet body at output stride 32/16/8 (`ResNetBackbone`, converted resnet50
+  weights without `head`) against torchvision's `resnet50(replace_stride_with_dilation=..)`:
+  every stage output, stride and value."""
+  dilate = dilation_for_output_stride(output_stride)
+  torch.manual_seed(0)
+  ref = randomize_batchnorm(torchvision.models.resnet50(
+      weights=None, replace_stride_with_dilation=list(dilate)).eval())
+  x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+  with torch.no_grad():
+    y = ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))
+    want = {"stem": y}
+    for k in range(1, 5):
+      y = want[f"stage{k}"] = getattr(ref, f"layer{k}")(y)
+  variables = tv_weights.convert("resnet50", ref.state_dict())
+  del variables["params"]["head"]
+  x_nhwc = jnp.asarray(x.numpy().transpose(0, 2, 3, 1))
+  with jax.default_matmul_precision("highest"):
+    ours = ResNetBackbone(output_stride=output_stride).apply(variables, x_nhwc)  # eager
+  assert ours["stage4"].shape[1] == SIZE // output_stride
+  for name, ref_value in want.items():
+    ref_nhwc = ref_value.numpy().transpose(0, 2, 3, 1)
+    assert ours[name].shape == ref_nhwc.shape, name
+    assert relative_error(ours[name], ref_nhwc) <= 1e-4, name
 
 
 @pytest.mark.parametrize("size_in, size_out", [(7, 7), (1, 7), (5, 7), (10, 7), (13, 6),
