@@ -19,6 +19,7 @@ import numpy as np
 from train_step import import_torchvision  # benchmarks/ is the script's directory
 
 from jaxcv import models
+from jaxcv.layers import conv as jaxcv_conv
 
 
 def median_ms(fn, *args, repeats: int = 3) -> float:
@@ -88,6 +89,14 @@ def main() -> None:
     print(f"  {name:31s}{median_ms(jax.jit(f), xi, k):7.1f} / dx "
           f"{median_ms(jax.jit(jax.grad(f, 0)), xi, k):7.1f} / dkernel "
           f"{median_ms(jax.jit(jax.grad(f, 1)), xi, k):7.1f} ms")
+  # jaxcv's 1x1 path (`jaxcv.layers.conv`): XLA's forward and input gradient, a matmul for the
+  # kernel gradient on CPU
+  f = lambda x, k: jaxcv_conv.conv_general_dilated(
+      x, k, (1, 1), ((0, 0), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC")).sum()
+  xi, k = jnp.ones((8, 56, 56, 256)), jnp.full((1, 1, 256, 64), 0.01)
+  print(f"  {'jaxcv conv 1x1/1, 256->64 at 56':31s}{median_ms(jax.jit(f), xi, k):7.1f} / dx "
+        f"{median_ms(jax.jit(jax.grad(f, 0)), xi, k):7.1f} / dkernel "
+        f"{median_ms(jax.jit(jax.grad(f, 1)), xi, k):7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ run top to bottom.
     above), so this one is the hard baseline.
   Targets (issue 18): over all test pixels, the model's `abs_rel` / `angle_mean` at most half
   of the per-pixel mean's; on object pixels only (`semantic` > 0, where position tells
-  little), at most a third of both baselines' there.
+  little), at most a third of both baselines' there. Depth's object-pixel target is not
+  met yet (BENCHMARKS.md): that test ends as an expected failure printing the figures, and
+  passes once they are met; every other target is asserted.
 The model's figures are recomputed here in NumPy (`jaxcv.metrics.dense`) from the run's last
 checkpoint and checked against what the run wrote to metrics.jsonl. Each test prints the
 evaluation curve, its wall time and the machine's load (`os.getloadavg`); wall times belong
