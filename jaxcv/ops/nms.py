@@ -112,6 +112,19 @@ def _check_threshold(t, name, unit_interval):
 # Public API
 
 
+def _check_single(boxes, scores, valid, max_output_size, iou_threshold):
+  """The checks `nms`, `batched_nms` and `soft_nms` share: boxes `[N, 4]` (values where
+  concrete, `valid` rows only), scores `[N]`, the output size and the IoU threshold. Returns
+  (boxes float32, scores, valid, max_output_size)."""
+  boxes = check_boxes(boxes, ranks=(2,), dtype=jnp.float32)
+  valid = _check_valid(valid, boxes.shape[0])
+  check_boxes(boxes, values=True, valid=valid)
+  scores = _check_scores(scores, valid, (boxes.shape[0],))
+  max_output_size = _check_size(max_output_size, "max_output_size")
+  _check_threshold(iou_threshold, "iou_threshold", unit_interval=True)
+  return boxes, scores, valid, max_output_size
+
+
 def nms(boxes, scores, iou_threshold, max_output_size: int, valid=None):
   """Greedy non-maximum suppression, exactly `torchvision.ops.nms` truncated and padded.
 
@@ -133,13 +146,8 @@ def nms(boxes, scores, iou_threshold, max_output_size: int, valid=None):
   or threshold InvalidInputError; under jit such rows are never kept and never suppress, and
   a NaN threshold suppresses nothing.
   """
-  boxes = check_boxes(boxes, ranks=(2,), dtype=jnp.float32)
-  n = boxes.shape[0]
-  valid = _check_valid(valid, n)
-  check_boxes(boxes, values=True, valid=valid)
-  scores = _check_scores(scores, valid, (n,))
-  max_output_size = _check_size(max_output_size, "max_output_size")
-  _check_threshold(iou_threshold, "iou_threshold", unit_interval=True)
+  boxes, scores, valid, max_output_size = _check_single(boxes, scores, valid, max_output_size,
+                                                       iou_threshold)
   return sorted_greedy(boxes, scores, valid & valid_boxes_mask(boxes), None, iou_threshold,
                        max_output_size)
 
@@ -157,14 +165,9 @@ def batched_nms(boxes, scores, class_ids, iou_threshold, max_output_size: int, v
     descending score order over all classes (ties: lower index first), padding -1.
   Bad values: as `nms`.
   """
-  boxes = check_boxes(boxes, ranks=(2,), dtype=jnp.float32)
-  n = boxes.shape[0]
-  valid = _check_valid(valid, n)
-  check_boxes(boxes, values=True, valid=valid)
-  scores = _check_scores(scores, valid, (n,))
-  class_ids = _check_class_ids(class_ids, n)
-  max_output_size = _check_size(max_output_size, "max_output_size")
-  _check_threshold(iou_threshold, "iou_threshold", unit_interval=True)
+  boxes, scores, valid, max_output_size = _check_single(boxes, scores, valid, max_output_size,
+                                                       iou_threshold)
+  class_ids = _check_class_ids(class_ids, boxes.shape[0])
   return sorted_greedy(boxes, scores, valid & valid_boxes_mask(boxes), class_ids,
                        iou_threshold, max_output_size)
 
@@ -296,13 +299,9 @@ def soft_nms(boxes, scores, iou_threshold, sigma, method: str = "gaussian",
     `[max_output_size]` (the decayed score at selection, padding 0), valid bool.
   Bad values: as `nms` (and a NaN score_threshold: InvalidInputError, under jit nothing kept).
   """
-  boxes = check_boxes(boxes, ranks=(2,), dtype=jnp.float32)
+  boxes, scores, valid, max_output_size = _check_single(boxes, scores, valid, max_output_size,
+                                                       iou_threshold)
   n = boxes.shape[0]
-  valid = _check_valid(valid, n)
-  check_boxes(boxes, values=True, valid=valid)
-  scores = _check_scores(scores, valid, (n,))
-  max_output_size = _check_size(max_output_size, "max_output_size")
-  _check_threshold(iou_threshold, "iou_threshold", unit_interval=True)
   _check_threshold(score_threshold, "score_threshold", unit_interval=False)
   if method not in ("linear", "gaussian"):
     raise ValueError(f"method must be 'linear' or 'gaussian'; got {method!r}")
