@@ -75,3 +75,23 @@ def test_converter_reports_missing_and_unexpected_keys():
   message = str(info.value)
   assert "missing key 'classifier.0.convs.0.0.weight'" in message
   assert "classifier.1.weight: shape (512,) cannot be head/conv/kernel" in message
+
+
+@pytest.mark.parametrize("aux_loss", [False, True])
+def test_load_builds_the_model_the_state_dict_implies(aux_loss):
+  """`load` reads num_classes and aux_loss from the state_dict: the returned model applies
+  the returned variables as they are and gives torchvision's output."""
+  ref_model = reference("fcn_resnet50", aux_loss=aux_loss)
+  x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(2))
+  with torch.no_grad():
+    want = ref_model(x)["out"].numpy().transpose(0, 2, 3, 1)
+  model, variables = tv_weights.load("fcn_resnet50", ref_model.state_dict())
+  assert model.num_classes == NUM_CLASSES and model.aux_loss == aux_loss
+  with jax.default_matmul_precision("highest"):
+    out, inter = model.apply(variables, jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+  assert ("aux" in inter) == aux_loss
+  assert relative_error(out, want) <= 1e-4
+  # convert gives the same variables
+  same = jax.tree.map(np.array_equal, variables, tv_weights.convert("fcn_resnet50",
+                                                                    ref_model.state_dict()))
+  assert jax.tree.all(same)

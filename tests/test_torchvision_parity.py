@@ -123,3 +123,12 @@ def test_converter_reports_missing_unexpected_and_shape_errors(resnet18_state):
 def test_converter_rejects_another_architecture(resnet18_state):
   with pytest.raises(ValueError, match="missing key 'layer1.0.conv3.weight'"):
     tv_weights.convert("resnet50", resnet18_state)
+
+
+def test_load_returns_the_model_with_the_state_dicts_num_classes():
+  state = torchvision.models.resnet18(weights=None, num_classes=7).state_dict()
+  model, variables = tv_weights.load("resnet18", state)
+  logits, _ = model.apply(variables, jnp.zeros((1, 32, 32, 3)))
+  assert logits.shape == (1, 7)
+  with pytest.raises(ValueError, match=r"'resnet152'.*resnet101"):
+    tv_weights.load("resnet152", state)

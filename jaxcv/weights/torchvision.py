@@ -2,6 +2,8 @@
 
     variables = convert("resnet50", torch.load("resnet50-11ad3fa6.pth"))
     model = jaxcv.models.create("resnet50", num_classes=1000)
+    # or both at once, with num_classes (and aux_loss) read from the state_dict:
+    model, variables = load("resnet50", torch.load("resnet50-11ad3fa6.pth"))
     logits, _ = model.apply(variables, images_nhwc)   # images normalised as torchvision's
 
 Layouts: Conv weight OIHW -> kernel HWIO, Linear weight (out, in) -> kernel (in, out),
@@ -187,13 +189,13 @@ def _fill(tree: Mapping, collection_rules, module_name, state: dict, used: set, 
   return out
 
 
-def convert(name: str, state_dict: Mapping[str, Any]) -> dict[str, dict]:
-  """torchvision `name`'s state_dict -> `{"params": ..., "batch_stats": ...}` of numpy float32.
+def load(name: str, state_dict: Mapping[str, Any]):
+  """torchvision `name`'s state_dict -> `(model, variables)`: the jaxcv model built with the
+  constructor arguments the state_dict implies (`num_classes` from the last Linear layer, or
+  the segmentation head's last 1x1 conv; `aux_loss` from whether `aux_classifier.*` is
+  present) and its variables, so that `model.apply(variables, images)` works as it is.
 
-  The tree has exactly the structure of `models.create(name, num_classes=N).init(...)`, with N
-  read from the last Linear layer (segmentation models: the head's last 1x1 conv, and
-  `aux_loss` from whether `aux_classifier.*` is present); `batch_stats` is `{}` for models
-  without BatchNorm.
+      model, variables = load("fcn_resnet50", torch.load("fcn_resnet50_coco.pth"))
   """
   if name not in _FAMILIES:
     raise ValueError(f"no torchvision converter for {name!r}; known: {names()}")
@@ -224,7 +226,18 @@ def convert(name: str, state_dict: Mapping[str, Any]) -> dict[str, dict]:
   if errors:
     raise ValueError(f"torchvision {name} state_dict does not fit jaxcv {name}:\n  "
                      + "\n  ".join(errors))
-  return {"params": params, "batch_stats": batch_stats}
+  return model, {"params": params, "batch_stats": batch_stats}
+
+
+def convert(name: str, state_dict: Mapping[str, Any]) -> dict[str, dict]:
+  """torchvision `name`'s state_dict -> `{"params": ..., "batch_stats": ...}` of numpy float32.
+
+  The tree has exactly the structure of `models.create(name, num_classes=N).init(...)`, with N
+  read from the last Linear layer (segmentation models: the head's last 1x1 conv, and
+  `aux_loss` from whether `aux_classifier.*` is present); `batch_stats` is `{}` for models
+  without BatchNorm. `load` returns the model built that way beside the variables.
+  """
+  return load(name, state_dict)[1]
 
 
 def main(argv=None) -> None:
