@@ -49,7 +49,7 @@ from jaxcv.layers import ConvTranspose, bilinear_upsample_init
 from jaxcv.models import common
 from jaxcv.models.backbones.vgg import CONFIGS, vgg_body
 from jaxcv.models.registry import register
-from jaxcv.models.simple_segmentation import FCNHead, SimpleSegmentation
+from jaxcv.models.simple_segmentation import SimpleSegmentation
 
 _zeros = nn.initializers.zeros_init()
 
@@ -146,9 +146,6 @@ class FCNResNet(SimpleSegmentation):
   quarter of their input's channels, as torchvision's.
   """
   model_name = "fcn_resnet"  # in error messages
-
-  def main_head(self, norm) -> nn.Module:
-    return FCNHead(self.num_classes, norm, self.dtype, name="head")
 
 
 FCNResNet50 = register("fcn_resnet50", FCNResNet)

@@ -50,8 +50,9 @@ class SimpleSegmentation(nn.Module):
 
   Returns `(out [B, H, W, num_classes] float32, intermediates)`: `aux` (the auxiliary head's
   logits on stage3, `[B, H, W, num_classes]` float32, only when `aux_loss`), `stem`,
-  `stage1`..`stage4`. `width` scales the backbone (64 as torchvision). Subclasses give
-  `main_head(norm)`, the module named `head` on stage4, and `model_name`.
+  `stage1`..`stage4`. `width` scales the backbone (64 as torchvision). The main head
+  (`main_head(norm)`, the module named `head` on stage4) is an `FCNHead`, as torchvision's
+  FCN; subclasses replace it (DeepLabv3: a `DeepLabHead`) and set `model_name`.
   """
   stage_sizes: Sequence[int] = (3, 4, 6, 3)
   block_cls: ModuleDef = BottleneckBlock
@@ -65,7 +66,7 @@ class SimpleSegmentation(nn.Module):
   model_name = "simple_segmentation"  # in error messages
 
   def main_head(self, norm) -> nn.Module:
-    raise NotImplementedError(f"{type(self).__name__} must define main_head")
+    return FCNHead(self.num_classes, norm, self.dtype, name="head")
 
   @nn.compact
   def __call__(self, x, train: bool = False):
