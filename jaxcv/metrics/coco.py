@@ -14,12 +14,21 @@ Public API:
 - `COCOEvaluator`: accumulates padded model outputs and ground truth batches (conventions in
   docs/conventions.md) and returns `map`, `map50`, ... (+ `mask_map`, `kp_map`).
 - `to_coco_gt(batches, ...)`, `to_coco_dets(outputs_and_ids, ...)`: export to COCO json dicts.
+- `summary_lines(stats, iou_type)`, `stats_dict(stats, iou_type)` (`coco_summary`): the
+  `COCOeval.summarize()` table and the stats by metric name (`map`, `map50`, ..., `mar100`).
+
+Command line: `python -m jaxcv.metrics.coco GT.json RESULTS.json [--iou-type bbox|segm|
+keypoints] [--json]` evaluates a COCO results file against a ground-truth file and prints
+pycocotools' summary table (12 lines, keypoints 10), or with `--json` the stats as one JSON
+dict by metric name; exit 0. A missing or unreadable file, invalid JSON or bad input (the
+checks below) prints one line `error: ...` naming the file on stderr and exits 2, no
+traceback. `main(argv)` returns the exit code.
 
 The parts, one idea a file: `coco_params` (COCOeval.Params), `coco_inputs` (checking and
 packing the gt dict and result list), `coco_match` (IoU / mask IoU / OKS and the greedy
 matching), `coco_accumulate` (accumulate and summarize), `coco_batches` (padded batches ->
-COCO json, `COCOEvaluator`), `coco_rle` (the RLE / polygon codec). This module runs them
-and keeps the public names.
+COCO json, `COCOEvaluator`), `coco_rle` (the RLE / polygon codec), `coco_summary` (the
+summary table and metric names). This module runs them and keeps the public names.
 
 Semantics reproduced from pycocotools (cocoeval.py, coco.py, maskApi.c); the matching and
 accumulation rules are listed in `coco_match` and `coco_accumulate`:
@@ -52,7 +61,10 @@ unknown image is dropped there).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -65,6 +77,7 @@ from jaxcv.metrics.coco_inputs import (COCOInputError, Data, DetectionError,  # 
 from jaxcv.metrics.coco_params import (COCO_KPT_OKS_SIGMAS, DET_AREA_RNG,  # noqa: F401
                                        DET_MAX_DETS, IOU_THRS, IOU_TYPES, KP_AREA_RNG,
                                        KP_MAX_DETS, REC_THRS)
+from jaxcv.metrics.coco_summary import stats_dict, summary_lines
 
 
 class COCOEvalResult(NamedTuple):
@@ -123,3 +136,58 @@ def evaluate(gt: dict, dets: Sequence[dict], iou_type: str = "bbox",
 # end because coco_batches uses evaluate_data.
 from jaxcv.metrics.coco_batches import (COCOEvaluator, to_coco_dets,  # noqa: E402,F401
                                         to_coco_gt)
+
+
+class _FileError(Exception):
+  """A command-line input file that cannot be read or parsed (message names the file)."""
+
+
+def _read_json(path: str):
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except OSError as e:
+    raise _FileError(f"cannot read {path}: {e.strerror or e}") from None
+  except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+    raise _FileError(f"{path} is not valid JSON: {e}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m jaxcv.metrics.coco GT.json RESULTS.json [--iou-type T] [--json]` (module
+  docstring). Returns 0, or 2 after printing `error: ...` on stderr (argparse exits 2 itself
+  on bad arguments)."""
+  parser = argparse.ArgumentParser(
+      prog="python -m jaxcv.metrics.coco",
+      description="Evaluate a COCO results file against COCO ground truth (numbers equal to "
+                  "pycocotools' COCOeval) and print its summary table.")
+  parser.add_argument("gt", metavar="GT.json", help="COCO ground truth (images, annotations, "
+                      "categories)")
+  parser.add_argument("results", metavar="RESULTS.json", help="COCO results: a list of "
+                      "{image_id, category_id, score, bbox | segmentation | keypoints}")
+  parser.add_argument("--iou-type", choices=IOU_TYPES, default="bbox")
+  parser.add_argument("--json", action="store_true",
+                      help="print the stats as a JSON dict by metric name instead")
+  args = parser.parse_args(argv)
+  try:
+    gt, dets = _read_json(args.gt), _read_json(args.results)
+    stats = evaluate(gt, dets, args.iou_type)
+  except _FileError as e:
+    msg = str(e)
+  except GroundTruthError as e:
+    msg = f"{args.gt}: {e}"
+  except DetectionError as e:
+    msg = f"{args.results}: {e}"
+  except ValueError as e:  # other unreadable input, e.g. a malformed RLE string
+    msg = str(e)
+  else:
+    if args.json:
+      print(json.dumps(stats_dict(stats, args.iou_type)))
+    else:
+      print("\n".join(summary_lines(stats, args.iou_type)))
+    return 0
+  print(f"error: {msg}", file=sys.stderr)
+  return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())
