@@ -48,3 +48,27 @@ def relative_error(ours, ref) -> float:
   """‖ours − ref‖ / ‖ref‖ over the whole output (the parity rule of docs/conventions.md)."""
   import numpy as np  # noqa: PLC0415
   return float(np.linalg.norm(np.asarray(ours) - ref) / np.linalg.norm(ref))
+
+
+def roi_align_as_cpp_kernel(torchvision):
+  """Makes the pure-Python `roi_align` (the one the CPU shim uses) give the C++ kernel's zero
+  for a bilinear sample outside `[-1, H] x [-1, W]` (the Python code clamps such samples to
+  the border instead). Needed by detector references: with `aligned=False` an RoI is at least
+  one feature pixel tall and wide, so a thin proposal clipped to the image's bottom or right
+  edge samples beyond the map. No-op where the real C++ op is loaded."""
+  import torch  # noqa: PLC0415
+  module = sys.modules.get("torchvision.ops.roi_align")
+  if module is None or getattr(module, "_jaxcv_cpp_border", False):
+    return
+  original = module._bilinear_interpolate
+
+  def bilinear(input, roi_batch_ind, y, x, ymask, xmask):  # noqa: A002  torch's names
+    val = original(input, roi_batch_ind, y, x, ymask, xmask)  # [K, C, PH, PW, IY, IX]
+    height, width = input.shape[-2:]
+    iny = ((y >= -1.0) & (y <= height)).to(val.dtype)  # [K, PH, IY]
+    inx = ((x >= -1.0) & (x <= width)).to(val.dtype)  # [K, PW, IX]
+    return val * (iny[:, None, :, None, :, None] * inx[:, None, None, :, None, :])
+
+  module._bilinear_interpolate = bilinear
+  module._jaxcv_cpp_border = True
+  del torch

@@ -108,9 +108,84 @@ def _segmentation_kwargs(state: Mapping) -> dict:
   return {"aux_loss": "aux_classifier.4.weight" in state}
 
 
-# Extra model kwargs read from the state_dict.
+def _detection_module(path: Path, params: Mapping) -> str:
+  """torchvision's FasterRCNN: `backbone.body.` (the ResNet), `backbone.fpn.inner_blocks.i.0/1`
+  and `layer_blocks.i.0/1`, `rpn.head.conv.i.0`, `rpn.head.cls_logits/bbox_pred`,
+  `roi_heads.box_head.fc6/fc7` (TwoMLPHead) or `.i.0/1` convs and `.k` Linear after its
+  Flatten (FastRCNNConvFCHead), `roi_heads.box_predictor.cls_score/bbox_pred`."""
+  top = path[0]
+  if top == "fpn":
+    kind, i = re.match(r"(inner|layer)(\d+)", path[1]).groups()
+    return f"backbone.fpn.{kind}_blocks.{i}.{ {'conv': 0, 'bn': 1}[path[2]]}"
+  if top == "rpn_head":
+    if path[1].startswith("conv"):
+      return f"rpn.head.conv.{path[1][len('conv'):]}.0"
+    return f"rpn.head.{path[1]}"
+  if top == "box_head":
+    layer = path[1]
+    if layer in ("fc6", "fc7"):
+      return f"roi_heads.box_head.{layer}"
+    num_convs = sum(1 for k in params["box_head"] if k.startswith("conv"))
+    if layer.startswith("fc"):  # Linear layers after the Flatten, each followed by a ReLU
+      return f"roi_heads.box_head.{num_convs + 1 + 2 * int(layer[2:])}"
+    return f"roi_heads.box_head.{int(layer[-1])}.{0 if layer.startswith('conv') else 1}"
+  if top == "box_predictor":
+    return f"roi_heads.box_predictor.{path[1]}"
+  return f"backbone.body.{_resnet_module(path, params)}"
+
+
+_DETECTION_BACKBONES = {"fasterrcnn_resnet50_fpn": "resnet50",
+                        "fasterrcnn_resnet50_fpn_v2": "resnet50",
+                        "fasterrcnn_resnet18_fpn": "resnet18",
+                        "fasterrcnn_resnet34_fpn": "resnet34",
+                        "fasterrcnn_resnet101_fpn": "resnet101"}
+
+
+def _state_backbone(state: Mapping) -> str:
+  """The torchvision ResNet a detector state_dict's `backbone.body.*` is."""
+  blocks = {k: len({key.split(".")[3] for key in state
+                    if key.startswith(f"backbone.body.layer{k}.")}) for k in (1, 2, 3, 4)}
+  bottleneck = "backbone.body.layer1.0.conv3.weight" in state
+  for name, (sizes, block) in _RESNET_SPECS.items():
+    if tuple(blocks.values()) == sizes and (block == "bottleneck") == bottleneck:
+      return name
+  return f"an unknown ResNet ({'bottleneck' if bottleneck else 'basic'} blocks {blocks})"
+
+
+_RESNET_SPECS = {"resnet18": ((2, 2, 2, 2), "basic"), "resnet34": ((3, 4, 6, 3), "basic"),
+                 "resnet50": ((3, 4, 6, 3), "bottleneck"),
+                 "resnet101": ((3, 4, 23, 3), "bottleneck")}
+
+
+def _detection_kwargs(name: str):
+  def kwargs(state: Mapping) -> dict:
+    if "backbone.body.conv1.weight" not in state or "rpn.head.cls_logits.weight" not in state:
+      raise ValueError(f"{name}: this state_dict is not a torchvision FasterRCNN (no "
+                       f"backbone.body.conv1 / rpn.head.cls_logits); its keys start "
+                       f"{sorted(state)[:5]}")
+    found, expected = _state_backbone(state), _DETECTION_BACKBONES[name]
+    if found != expected:
+      raise ValueError(f"{name} has a {expected} backbone, but this state_dict's "
+                       f"backbone.body is {found}")
+    v2 = "rpn.head.conv.1.0.weight" in state
+    if v2 != name.endswith("_v2"):
+      other = "fasterrcnn_resnet50_fpn_v2" if v2 else "fasterrcnn_resnet50_fpn"
+      raise ValueError(f"this state_dict is torchvision's {other} (RPN head with "
+                       f"{2 if v2 else 1} conv), not {name}")
+    out = {"num_classes": state["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1,
+           "width": state["backbone.body.conv1.weight"].shape[0],
+           "fpn_channels": state["backbone.fpn.inner_blocks.0.0.weight"].shape[0],
+           "representation_size": state["roi_heads.box_predictor.cls_score.weight"].shape[1]}
+    if not v2:  # torchvision's v1 COCO detectors run FrozenBatchNorm2d with eps 0
+      out["norm_epsilon"] = 0.0
+    return out
+  return kwargs
+
+
+# Model kwargs read from the state_dict (besides num_classes from the last Linear layer).
 _KWARGS: dict[str, Callable[[Mapping], dict]] = {
-    "fcn_resnet50": _segmentation_kwargs, "deeplabv3_resnet50": _segmentation_kwargs}
+    "fcn_resnet50": _segmentation_kwargs, "deeplabv3_resnet50": _segmentation_kwargs,
+    **{n: _detection_kwargs(n) for n in _DETECTION_BACKBONES}}
 
 _FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     # name -> (jaxcv module path -> torch module name, torch name of the last Linear)
@@ -121,6 +196,9 @@ _FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     # segmentation: num_classes from the head's last 1x1 conv
     **{n: (_segmentation_module, "classifier.4") for n in ("fcn_resnet50",
                                                           "deeplabv3_resnet50")},
+    # detection: num_classes from the box predictor (minus the background, see _KWARGS)
+    **{n: (_detection_module, "roi_heads.box_predictor.cls_score") for n in
+       _DETECTION_BACKBONES},
 }
 
 
@@ -189,11 +267,16 @@ def _fill(tree: Mapping, collection_rules, module_name, state: dict, used: set, 
   return out
 
 
-def load(name: str, state_dict: Mapping[str, Any]):
+def load(name: str, state_dict: Mapping[str, Any], **model_kwargs):
   """torchvision `name`'s state_dict -> `(model, variables)`: the jaxcv model built with the
   constructor arguments the state_dict implies (`num_classes` from the last Linear layer, or
   the segmentation head's last 1x1 conv; `aux_loss` from whether `aux_classifier.*` is
-  present) and its variables, so that `model.apply(variables, images)` works as it is.
+  present; detectors: `num_classes` without the background, width, FPN channels, box-head
+  size, and for torchvision's v1 detectors `norm_epsilon=0.0`, the FrozenBatchNorm2d eps its
+  published COCO weights are meant to run with) and its variables, so that
+  `model.apply(variables, images)` works as it is. `model_kwargs` override what is read
+  (e.g. `norm_epsilon=1e-5` for a v1 detector trained on an ImageNet backbone only, whose
+  FrozenBatchNorm2d kept the default eps).
 
       model, variables = load("fcn_resnet50", torch.load("fcn_resnet50_coco.pth"))
   """
@@ -204,8 +287,9 @@ def load(name: str, state_dict: Mapping[str, Any]):
   if f"{fc}.weight" not in state:
     raise ValueError(f"{name} state_dict has no {fc + '.weight'!r} to read num_classes from; "
                      f"its keys start {sorted(state)[:5]}")
-  kwargs = _KWARGS[name](state) if name in _KWARGS else {}
-  model = models.create(name, num_classes=state[f"{fc}.weight"].shape[0], **kwargs)
+  kwargs = {"num_classes": state[f"{fc}.weight"].shape[0],
+            **(_KWARGS[name](state) if name in _KWARGS else {}), **model_kwargs}
+  model = models.create(name, **kwargs)
   x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)  # big enough for every family
   target = jax.eval_shape(model.init, jax.random.key(0), x)
   params_target = target["params"]

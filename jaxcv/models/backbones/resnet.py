@@ -54,7 +54,8 @@ def dilation_for_output_stride(output_stride: int, num_stages: int = 4) -> tuple
 
 def resnet_body(x: jax.Array, *, stage_sizes: Sequence[int], block_cls: ModuleDef, width: int,
                 norm: Callable[[str], ModuleDef], dtype: Any = jnp.float32,
-                replace_stride_with_dilation: Sequence[bool] = ()) -> dict[str, jax.Array]:
+                replace_stride_with_dilation: Sequence[bool] = (),
+                no_gradient_through: int = 0) -> dict[str, jax.Array]:
   """Stem and stages of a ResNet, built inside the calling module's `nn.compact` method, so
   that their parameters are its top-level `stem`, `stage1`, ... `x`: `[B, H, W, 3]`.
 
@@ -63,15 +64,23 @@ def resnet_body(x: jax.Array, *, stage_sizes: Sequence[int], block_cls: ModuleDe
   block's expansion). Returns `{"stem": [B, H/4, W/4, width], "stage1": .., ...}`, strides 4,
   4, 8, 16, 32 (torch's rounding up), with dilated stages keeping the previous stride
   (`jaxcv.layers.stage_plan`).
+
+  `no_gradient_through`: the first this many top-level modules (stem, stage1, ...) get no
+  gradient (`lax.stop_gradient` on the output of the last of them): torchvision's
+  `trainable_backbone_layers = 5 - no_gradient_through` for detectors.
   """
   out = {}
   x = out["stem"] = Stem(width, norm("stem"), dtype, name="stem")(x)
+  if no_gradient_through >= 1:
+    x = jax.lax.stop_gradient(x)
   plan = stage_plan(len(stage_sizes), replace_stride_with_dilation)
   for i, num_blocks in enumerate(stage_sizes):
     name = f"stage{i + 1}"
     strides, first_dilation, dilation = plan[i]
     x = out[name] = ResNetStage(block_cls, num_blocks, width * 2**i, strides, norm(name), dtype,
                                 dilation, first_dilation, name=name)(x)
+    if no_gradient_through >= i + 2:
+      x = jax.lax.stop_gradient(x)
   return out
 
 

@@ -1,0 +1,201 @@
+"""Faster R-CNN against torchvision (random init, random BatchNorm statistics, eval mode, the
+same input at sides that are multiples of 32 with min_size/max_size set so that
+torchvision's transform only normalises), through the converter a user takes with real
+weights (`jaxcv.weights.torchvision.load`).
+
+Compared: the FPN maps and RPN head outputs (relative error <= 1e-4), the proposals and the
+final detections as sets (boxes to 1e-3 px, scores to 1e-4, same classes), the box head's
+logits on matching proposals, and in train mode the four losses (1e-4 relative) with both
+samplers taking every candidate (so neither side draws at random).
+
+The random heads are scaled to a trained detector's range (RPN deltas ~0.05, box deltas
+~0.1, class logits without saturated softmax): a random RPN regresses deltas of ~0.5 whose
+float32 rounding, times anchors up to 512 px, moves boxes by more than 1e-3 px, and
+saturated softmax scores tie at 1.0, where greedy NMS may keep either box; neither says
+anything about the implementation. The reference's pure-Python `roi_align` (the CPU shim's)
+is given the C++ kernel's border rule (`torch_reference.roi_align_as_cpp_kernel`): a thin
+proposal on the bottom/right edge samples beyond the feature map, where the C++ kernel
+(and jaxcv) give 0 and the Python code the border value.
+
+The small model (`fasterrcnn_resnet18_fpn`, 128x160) runs in the fast suite; torchvision's
+`fasterrcnn_resnet50_fpn` and `_v2` (10 seeded cases each, eval and train) are `slow` and
+run by .ci/run.
+"""
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+from scipy.optimize import linear_sum_assignment
+
+from torch_reference import (import_torchvision, randomize_batchnorm, relative_error,
+                             roi_align_as_cpp_kernel)
+
+torch, torchvision = import_torchvision()
+roi_align_as_cpp_kernel(torchvision)
+from torchvision.models.detection import FasterRCNN  # noqa: E402
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone  # noqa: E402
+from torchvision.models.detection.rpn import concat_box_prediction_layers  # noqa: E402
+
+from jaxcv.weights.torchvision import load  # noqa: E402
+
+H, W, C = 128, 160, 3
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def torch_model(name, seed, **kwargs):
+  torch.manual_seed(seed)
+  size = dict(min_size=H, max_size=W)
+  if name == "fasterrcnn_resnet18_fpn":
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                   norm_layer=torch.nn.BatchNorm2d)
+    m = FasterRCNN(backbone, num_classes=C + 1, **size, **kwargs)
+  else:
+    m = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
+                                                    num_classes=C + 1, **size, **kwargs)
+  randomize_batchnorm(m)
+  with torch.no_grad():
+    m.rpn.head.cls_logits.weight.normal_(0.0, 0.05)
+    m.rpn.head.bbox_pred.weight.mul_(0.01)
+    m.roi_heads.box_predictor.bbox_pred.weight.mul_(0.1)
+    m.roi_heads.box_predictor.cls_score.weight.mul_(0.3)
+  return m
+
+
+def images(seed):
+  return np.random.default_rng(seed).uniform(0, 1, (2, H, W, 3)).astype(np.float32)
+
+
+def to_torch(img):
+  return list(torch.from_numpy(img.transpose(0, 3, 1, 2).copy()))
+
+
+def assert_same_set(ours_boxes, ours_scores, ours_classes, ref_boxes, ref_scores, ref_classes,
+                    what):
+  """Equal as sets: same count, a one-to-one pairing (same class) with boxes within 1e-3 px
+  and scores within 1e-4."""
+  assert len(ours_boxes) == len(ref_boxes), f"{what}: {len(ours_boxes)} vs {len(ref_boxes)}"
+  if not len(ref_boxes):
+    return
+  cost = np.abs(ours_boxes[:, None] - ref_boxes[None]).max(-1)
+  if ours_classes is not None:
+    cost = np.where(ours_classes[:, None] == ref_classes[None], cost, 1e9)
+  rows, cols = linear_sum_assignment(cost)
+  worst = cost[rows, cols].max()
+  assert worst <= 1e-3, f"{what}: a box differs by {worst} px"
+  if ours_scores is not None:
+    np.testing.assert_allclose(ours_scores[rows], ref_scores[cols], atol=1e-4, err_msg=what)
+
+
+_COMPILED = {}
+
+
+def compiled(model, train):
+  key = (model, train)
+  if key not in _COMPILED:
+    if train:
+      _COMPILED[key] = jax.jit(lambda v, x, t: model.apply(
+          v, x, None, t, train=True, rngs={"sample": jax.random.key(0)},
+          mutable=["batch_stats"])[0][0])
+    else:
+      _COMPILED[key] = jax.jit(lambda v, x: model.apply(v, x))
+  return _COMPILED[key]
+
+
+def check_eval(name, seed):
+  tm = torch_model(name, seed).eval()
+  model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5)
+  img = images(seed)
+  with torch.no_grad():
+    il, _ = tm.transform(to_torch(img))
+    assert tuple(il.tensors.shape[-2:]) == (H, W)
+    feats = tm.backbone(il.tensors)
+    obj, deltas = concat_box_prediction_layers(*tm.rpn.head(list(feats.values())))
+    props, _ = tm.rpn(il, feats)
+    dets, _ = tm.roi_heads(feats, props, il.image_sizes)
+    logits, _ = tm.roi_heads.box_predictor(tm.roi_heads.box_head(
+        tm.roi_heads.box_roi_pool(feats, props, il.image_sizes)))
+  out, aux = compiled(model, False)(variables, jnp.asarray((img - MEAN) / STD))
+  out, aux = jax.device_get((out, aux))
+  for ours, ref in zip(aux["fpn"], feats.values()):
+    assert relative_error(ours.transpose(0, 3, 1, 2), ref.numpy()) <= 1e-4
+  assert relative_error(aux["objectness"].reshape(-1), obj.numpy().reshape(-1)) <= 1e-4
+  assert relative_error(aux["rpn_deltas"].reshape(-1, 4), deltas.numpy()) <= 1e-4
+  start = 0
+  for b in range(2):
+    pv = aux["proposal_valid"][b]
+    ref_props = props[b].numpy()
+    assert_same_set(aux["proposals"][b][pv], None, None, ref_props, None, None,
+                    f"{name} seed {seed} image {b} proposals")
+    # the box head on the same proposals
+    cost = np.abs(aux["proposals"][b][pv][:, None] - ref_props[None]).max(-1)
+    rows, cols = linear_sum_assignment(cost)
+    ref_logits = logits[start:start + len(ref_props)].numpy()
+    start += len(ref_props)
+    assert relative_error(aux["class_logits"][b][pv][rows], ref_logits[cols]) <= 1e-4
+    v = out["valid"][b]
+    assert_same_set(out["boxes"][b][v], out["scores"][b][v], out["classes"][b][v],
+                    dets[b]["boxes"].numpy(), dets[b]["scores"].numpy(),
+                    dets[b]["labels"].numpy(), f"{name} seed {seed} image {b} detections")
+    assert v.sum() > 0
+
+
+TARGETS = {
+    "boxes": np.array([[[10, 12, 60, 70], [80, 20, 150, 110], [0, 0, 0, 0]],
+                       [[30, 40, 90, 100], [0, 0, 0, 0], [0, 0, 0, 0]]], np.float32),
+    "classes": np.array([[1, 3, 0], [2, 0, 0]], np.int32),
+    "box_valid": np.array([[True, True, False], [True, False, False]]),
+}
+
+
+def check_train(name, seed):
+  every = dict(rpn_batch_size_per_image=100_000, rpn_positive_fraction=1.0,
+               box_batch_size_per_image=100_000, box_positive_fraction=1.0)
+  tm = torch_model(name, seed, **every)
+  tm.eval()  # BatchNorm as in evaluation on both sides; the heads' training paths
+  tm.rpn.training = tm.roi_heads.training = True
+  # exactly-sized static samplers: every anchor / candidate fits in its slots
+  num_anchors = 3 * sum((H // s) * (W // s) for s in (4, 8, 16, 32)) + 3 * 2 * 3
+  model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5,
+                          rpn_batch_size_per_image=num_anchors, rpn_positive_fraction=1.0,
+                          box_batch_size_per_image=2000 + 3, box_positive_fraction=1.0)
+  img = images(seed)
+  targets = [{"boxes": torch.from_numpy(TARGETS["boxes"][b][TARGETS["box_valid"][b]]),
+              "labels": torch.from_numpy(TARGETS["classes"][b][TARGETS["box_valid"][b]]).long()}
+             for b in range(2)]
+  with torch.no_grad():
+    il, t = tm.transform(to_torch(img), targets)
+    feats = tm.backbone(il.tensors)
+    props, rpn_losses = tm.rpn(il, feats, t)
+    _, roi_losses = tm.roi_heads(feats, props, il.image_sizes, t)
+  ref = {k: float(v) for k, v in {**rpn_losses, **roi_losses}.items()}
+  # jaxcv's BatchNorm in inference mode too: frozen_stages names every module with one
+  frozen = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "box_head")
+  model = model.clone(frozen_stages=frozen) if model.backbone_norm == "batch" else model
+  losses = compiled(model, True)(variables, jnp.asarray((img - MEAN) / STD),
+                                 {k: jnp.asarray(v) for k, v in TARGETS.items()})
+  for k, v in ref.items():
+    assert abs(float(losses[k]) - v) <= 1e-4 * abs(v), (k, float(losses[k]), v)
+
+
+def test_fasterrcnn_resnet18_fpn_matches_torchvision():
+  for seed in range(2):
+    check_eval("fasterrcnn_resnet18_fpn", seed)
+
+
+def test_fasterrcnn_resnet18_fpn_losses_match_torchvision():
+  check_train("fasterrcnn_resnet18_fpn", 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2"])
+def test_fasterrcnn_resnet50_matches_torchvision(name):
+  for seed in range(10):
+    check_eval(name, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2"])
+def test_fasterrcnn_resnet50_losses_match_torchvision(name):
+  for seed in range(2):
+    check_train(name, seed)
