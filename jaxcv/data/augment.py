@@ -33,7 +33,8 @@ from jaxcv.data.photometric import (adjust_brightness, adjust_contrast, adjust_h
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation", "build",
            "check_example", "compose", "crop", "elastic_deform", "elastic_field", "flip",
            "hflip", "make", "names", "photometric_distort", "random_crop", "random_hflip",
-           "random_iou_crop", "random_scale_jitter", "resize_keep_aspect", "resize_pad_to"]
+           "random_iou_crop", "random_scale_jitter", "resize_keep_aspect", "resize_pad_to",
+           "resize_to_canvas"]
 _OBJECT_KEYS = OBJECT_KEYS
 
 # ------------------------------------------------------------------------------ transforms
@@ -110,6 +111,40 @@ def resize_keep_aspect(min_size: int = 800, max_size: int = 1333, divisor: int =
     nh, nw = max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
     out_hw = (-(-nh // divisor) * divisor, -(-nw // divisor) * divisor)
     return _resize_pad(example, (nh, nw), out_hw, pad_value=pad_value, pixel_valid=pixel_valid)
+
+  return fn
+
+
+def resize_to_canvas(min_size: int = 800, max_size: int = 1333, canvas=None,
+                     pad_value: float | Sequence[float] = 0.0):
+  """Deterministic transform for detectors: torchvision GeneralizedRCNNTransform's resize
+  (as `resize_keep_aspect`), then padding at the bottom and right to one fixed `canvas`
+  `(height, width)` (an int is a square; default: `max_size` rounded up to a multiple of 32,
+  square, which holds every resized image), so every batch of a config has one static shape.
+  Adds `image_hw` int32 `[2]` (the resized image's size, the valid part of the canvas) and
+  `orig_hw` int32 `[2]` (the size before resizing), with which a detector clips its boxes and
+  the detection task maps them back to the original pixels. A canvas smaller than the
+  resized image is a ValueError naming both sizes."""
+  check_size("min_size", min_size)
+  check_size("max_size", max_size)
+  if canvas is None:
+    side = -(-int(max_size) // 32) * 32
+    canvas = (side, side)
+  out_hw = size_pair(canvas, "canvas")
+
+  @_deterministic
+  def fn(example: Example) -> Example:
+    h, w, _ = check_example(example)
+    scale = min(min_size / min(h, w), max_size / max(h, w))
+    nh, nw = max(1, math.floor(h * scale)), max(1, math.floor(w * scale))
+    if nh > out_hw[0] or nw > out_hw[1]:
+      raise ValueError(f"resize_to_canvas: a {h}x{w} image resizes to {nh}x{nw}, larger than "
+                       f"the canvas {out_hw[0]}x{out_hw[1]}; raise data canvas or lower "
+                       "max_size")
+    out = _resize_pad(example, (nh, nw), out_hw, pad_value=pad_value)
+    out["image_hw"] = np.array([nh, nw], np.int32)
+    out["orig_hw"] = np.array([h, w], np.int32)
+    return out
 
   return fn
 
@@ -382,6 +417,7 @@ _FACTORIES: dict[str, Callable[..., Callable]] = {
     "random_hflip": random_hflip,
     "resize_keep_aspect": resize_keep_aspect,
     "resize_pad_to": resize_pad_to,
+    "resize_to_canvas": resize_to_canvas,
     "random_scale_jitter": random_scale_jitter,
     "random_crop": random_crop,
     "random_iou_crop": random_iou_crop,

@@ -193,6 +193,7 @@ def load_shapes(split: str, *, image_size: int = 128,
                       "shapes", split,
                       max_boxes=max_boxes, max_segments=max_segments)
   ds.class_counts = dict(SHAPES_CLASS_COUNTS)
+  ds.class_names = tuple(shapes_lib.CLASS_NAMES)  # of classes 1..C (detection pictures)
   return ds
 
 

@@ -70,17 +70,19 @@ def resnet_body(x: jax.Array, *, stage_sizes: Sequence[int], block_cls: ModuleDe
   `trainable_backbone_layers = 5 - no_gradient_through` for detectors.
   """
   out = {}
-  x = out["stem"] = Stem(width, norm("stem"), dtype, name="stem")(x)
+  x = Stem(width, norm("stem"), dtype, name="stem")(x)
   if no_gradient_through >= 1:
     x = jax.lax.stop_gradient(x)
+  out["stem"] = x
   plan = stage_plan(len(stage_sizes), replace_stride_with_dilation)
   for i, num_blocks in enumerate(stage_sizes):
     name = f"stage{i + 1}"
     strides, first_dilation, dilation = plan[i]
-    x = out[name] = ResNetStage(block_cls, num_blocks, width * 2**i, strides, norm(name), dtype,
-                                dilation, first_dilation, name=name)(x)
+    x = ResNetStage(block_cls, num_blocks, width * 2**i, strides, norm(name), dtype,
+                    dilation, first_dilation, name=name)(x)
     if no_gradient_through >= i + 2:
       x = jax.lax.stop_gradient(x)
+    out[name] = x
   return out
 
 

@@ -1,0 +1,58 @@
+"""Detection on the `shapes` scenes (`get_config`) and the small Faster R-CNN of its
+experiments (`faster_rcnn`).
+
+`get_config()` is what the detection shapes experiments share: 128x128 scenes with boxes,
+classes, crowd flags and areas, horizontal flips, the `resize_to_canvas` preprocess
+(torchvision's resize rule, the identity here, which records each image's valid size),
+the `detection` task (COCO mAP on the host), Adam with a cosine schedule. It sets no
+model: each experiment names its own (`faster_rcnn(...)` for Faster R-CNN).
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = "detection"
+  c.data = {"name": "shapes", "image_size": 128,
+            "keys": ("boxes", "classes", "iscrowd", "area"), "max_boxes": 8,
+            "split_sizes": {"train": 2000, "validation": 100, "test": 200}, "seed": 0,
+            "train_split": "train", "eval_splits": ("validation", "test"),
+            "augmentation": ("random_hflip",),
+            "preprocess": (("resize_to_canvas", {"min_size": 128, "max_size": 128,
+                                                 "canvas": 128}),),
+            "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+  c.loss = {}
+  c.batch_size = 8
+  c.eval_batch_size = 50
+  c.num_steps = 2000
+  c.optimizer = {"name": "adam", "learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
+                 "weight_decay": 0.0, "weight_decay_mask": "kernels", "grad_clip_norm": 10.0}
+  c.schedule = {"name": "cosine", "warmup_steps": 100}
+  c.transfer = {"frozen": (), "head": ("box_predictor",), "backbone_lr_mult": 1.0,
+                "init_from": "", "init_exclude": ("box_predictor",)}
+  c.dtype = "float32"
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 2
+  c.log_every = 25
+  c.best_metric = "map"
+  c.best_mode = "max"
+  c.seed = 0
+  c.progress_bar = True
+  c.prefetch = 2
+  c.data_workers = 1
+  c.mesh = {"shape": {"data": -1}, "shard_params": False, "shard_params_min_size": 2**16}
+  return c
+
+
+def faster_rcnn(**changes) -> dict:
+  """A small Faster R-CNN for 128x128 scenes: ResNet-18 at width 16 (BatchNorm, all layers
+  trained: no pretrained weights), a 64-channel FPN, anchors 8..128 px (the scenes' objects
+  are 8-60 px), fewer proposals than torchvision's 2000/1000 (a 128 px canvas has 4,092
+  anchors), a 256-wide box head; `changes` override."""
+  return {"name": "fasterrcnn_resnet18_fpn", "width": 16, "backbone_norm": "batch",
+          "trainable_backbone_layers": 5, "fpn_channels": 64,
+          "anchor_sizes": ((8,), (16,), (32,), (64,), (128,)),
+          "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
+          "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100,
+          "box_batch_size_per_image": 128, "representation_size": 256, **changes}
