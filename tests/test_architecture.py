@@ -23,6 +23,9 @@ ALLOWED = {
     "data": {"ops", "metrics", "registry"},
     "weights": {"models", "layers", "ops", "registry"},
     "train": {"data", "metrics", "models", "layers", "ops", "viz", "weights", "registry"},
+    # the inference command: an entry point above the loop, like train.py
+    "predict": {"train", "data", "metrics", "models", "layers", "ops", "viz", "weights",
+                "registry"},
 }
 MAX_LINES = 450
 
