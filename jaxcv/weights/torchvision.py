@@ -131,14 +131,47 @@ def _detection_module(path: Path, params: Mapping) -> str:
     return f"roi_heads.box_head.{int(layer[-1])}.{0 if layer.startswith('conv') else 1}"
   if top == "box_predictor":
     return f"roi_heads.box_predictor.{path[1]}"
+  if top == "mask_head":  # MaskRCNNHeads: Conv2dNormActivation blocks
+    return f"roi_heads.mask_head.{int(path[1][4:])}.{0 if path[1].startswith('conv') else 1}"
+  if top == "keypoint_head":  # KeypointRCNNHeads: Conv2d, ReLU, Conv2d, ...
+    return f"roi_heads.keypoint_head.{2 * int(path[1][4:])}"
+  if top in ("mask_predictor", "keypoint_predictor"):
+    return f"roi_heads.{top}.{path[1]}"
   return f"backbone.body.{_resnet_module(path, params)}"
 
 
-_DETECTION_BACKBONES = {"fasterrcnn_resnet50_fpn": "resnet50",
-                        "fasterrcnn_resnet50_fpn_v2": "resnet50",
-                        "fasterrcnn_resnet18_fpn": "resnet18",
-                        "fasterrcnn_resnet34_fpn": "resnet34",
-                        "fasterrcnn_resnet101_fpn": "resnet101"}
+_DETECTION_BACKBONES = {
+    **{f"{kind}rcnn_{b}_fpn": b for kind in ("faster", "mask")
+       for b in ("resnet18", "resnet34", "resnet50", "resnet101")},
+    "fasterrcnn_resnet50_fpn_v2": "resnet50", "maskrcnn_resnet50_fpn_v2": "resnet50",
+    **{f"keypointrcnn_{b}_fpn": b for b in ("resnet18", "resnet34", "resnet50")}}
+# the branch a detector's state_dict must have (and the others must not)
+_BRANCHES = {"mask": "roi_heads.mask_predictor.mask_fcn_logits.weight",
+             "keypoint": "roi_heads.keypoint_predictor.kps_score_lowres.weight"}
+
+
+def _branch_kwargs(name: str, state: Mapping) -> dict:
+  """The mask / keypoint branch's widths read from the state_dict, after checking that the
+  state_dict has the branches `name` has."""
+  kind = name.split("rcnn")[0]
+  for branch, key in _BRANCHES.items():
+    if (key in state) != (kind == branch):
+      have = next((b for b, k in _BRANCHES.items() if k in state), "no mask or keypoint")
+      raise ValueError(f"{name} {'needs' if kind == branch else 'has no'} a {branch} branch "
+                       f"({key}); this state_dict has {have} branch")
+  if kind == "mask":
+    convs = sorted({int(k.split(".")[2]) for k in state
+                    if k.startswith("roi_heads.mask_head.") and k.endswith(".0.weight")})
+    return {"mask_layers": tuple(state[f"roi_heads.mask_head.{i}.0.weight"].shape[0]
+                                 for i in convs),
+            "mask_dim_reduced": state["roi_heads.mask_predictor.conv5_mask.weight"].shape[1]}
+  if kind == "keypoint":
+    convs = sorted({int(k.split(".")[2]) for k in state
+                    if k.startswith("roi_heads.keypoint_head.") and k.endswith(".weight")})
+    return {"keypoint_layers": tuple(state[f"roi_heads.keypoint_head.{i}.weight"].shape[0]
+                                     for i in convs),
+            "num_keypoints": state[_BRANCHES["keypoint"]].shape[1]}
+  return {}
 
 
 def _state_backbone(state: Mapping) -> str:
@@ -169,13 +202,14 @@ def _detection_kwargs(name: str):
                        f"backbone.body is {found}")
     v2 = "rpn.head.conv.1.0.weight" in state
     if v2 != name.endswith("_v2"):
-      other = "fasterrcnn_resnet50_fpn_v2" if v2 else "fasterrcnn_resnet50_fpn"
+      other = name.removesuffix("_v2") + ("_v2" if v2 else "")
       raise ValueError(f"this state_dict is torchvision's {other} (RPN head with "
                        f"{2 if v2 else 1} conv), not {name}")
     out = {"num_classes": state["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1,
            "width": state["backbone.body.conv1.weight"].shape[0],
            "fpn_channels": state["backbone.fpn.inner_blocks.0.0.weight"].shape[0],
-           "representation_size": state["roi_heads.box_predictor.cls_score.weight"].shape[1]}
+           "representation_size": state["roi_heads.box_predictor.cls_score.weight"].shape[1],
+           **_branch_kwargs(name, state)}
     if not v2:  # torchvision's v1 COCO detectors run FrozenBatchNorm2d with eps 0
       out["norm_epsilon"] = 0.0
     return out
@@ -236,6 +270,9 @@ _CONV = {"kernel": ("weight", lambda w: w.transpose(2, 3, 1, 0)), "bias": ("bias
 _DENSE = {"kernel": ("weight", _linear_kernel), "bias": ("bias", None)}
 _NORM = {"scale": ("weight", None), "bias": ("bias", None)}
 _STATS = {"mean": ("running_mean", None), "var": ("running_var", None)}
+# ConvTranspose2d weight [in, out, kh, kw] -> [kh, kw, in, out] (jaxcv.layers.ConvTranspose)
+_CONV_T = {"kernel": ("weight", lambda w: w.transpose(2, 3, 0, 1)), "bias": ("bias", None)}
+_TRANSPOSED = ("conv5_mask", "kps_score_lowres")  # the transposed convs of the RoI heads
 
 
 def _fill(tree: Mapping, collection_rules, module_name, state: dict, used: set, errors: list):
@@ -245,7 +282,7 @@ def _fill(tree: Mapping, collection_rules, module_name, state: dict, used: set, 
     node = out
     for p in path:
       node = node.setdefault(p, {})
-    rules = collection_rules(leaves)
+    rules = collection_rules(path, leaves)
     torch_module = module_name(path)
     for leaf, target in leaves.items():
       suffix, change = rules[leaf]
@@ -299,10 +336,11 @@ def load(name: str, state_dict: Mapping[str, Any], **model_kwargs):
 
   used: set[str] = set()
   errors: list[str] = []
-  params = _fill(params_target, lambda leaves: (
-      _NORM if "scale" in leaves else _CONV if leaves["kernel"].ndim == 4 else _DENSE),
+  params = _fill(params_target, lambda path, leaves: (
+      _NORM if "scale" in leaves else _DENSE if leaves["kernel"].ndim != 4 else
+      _CONV_T if path[-1] in _TRANSPOSED else _CONV),
       module_name, state, used, errors)
-  batch_stats = _fill(target.get("batch_stats", {}), lambda leaves: _STATS, module_name,
+  batch_stats = _fill(target.get("batch_stats", {}), lambda path, leaves: _STATS, module_name,
                       state, used, errors)
   unexpected = sorted(set(state) - used)
   if unexpected:

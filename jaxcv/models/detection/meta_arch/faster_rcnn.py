@@ -57,6 +57,17 @@ from jaxcv.models.registry import register
 from jaxcv.ops.roi import multiscale_roi_align
 
 TARGET_KEYS = ("boxes", "classes", "box_valid")
+HEADS = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "rpn_head", "box_head",
+         "box_predictor")
+
+
+def pool_rois(maps, rois, size: int, sampling_ratio: int, canvas_hw) -> jax.Array:
+  """torchvision's `MultiScaleRoIAlign` over the FPN levels (without "pool"): rois
+  `[B, R, 4]` canvas pixels -> `[B * R, size, size, C]`."""
+  b, r, _ = rois.shape
+  return multiscale_roi_align(maps[:-1], rois.reshape(b * r, 4),
+                              jnp.repeat(jnp.arange(b, dtype=jnp.int32), r), size,
+                              sampling_ratio, tuple(canvas_hw))
 
 
 class FasterRCNN(nn.Module):
@@ -107,12 +118,36 @@ class FasterRCNN(nn.Module):
   def max_detections(self) -> int:
     return self.box_detections_per_img
 
+  @property
+  def target_keys(self) -> tuple[str, ...]:
+    """The `targets` keys training needs (a task passes these batch keys)."""
+    return TARGET_KEYS
+
+  @property
+  def module_names(self) -> tuple[str, ...]:
+    """The top-level submodules (what `frozen_stages` may name)."""
+    return HEADS
+
+  # Hooks for the detectors that add per-region heads (Mask / Keypoint R-CNN): called inside
+  # `__call__` (their submodules are the model's), each returning what it adds.
+  def check_targets(self, targets: dict, b: int, m: int, hw: tuple[int, int]) -> None:
+    """Checks the targets beyond boxes and classes (shapes; under jit no values)."""
+
+  def extra_losses(self, maps, sample, targets, canvas_hw, train: bool) -> dict:
+    """Training losses of extra heads on the sampled RoIs (`RoISample`)."""
+    return {}
+
+  def extra_outputs(self, maps, dets: dict, image_hw, canvas_hw, aux: dict) -> dict:
+    """Evaluation outputs of extra heads on the detections (added to `dets`)."""
+    return dets
+
+  def head_train(self, name: str, train: bool) -> bool:
+    return train and name not in self.frozen_stages
+
   def _check(self, images, image_hw, targets, train):
     name = type(self).__name__
     common.check_image(images, name, multiple=32)
-    common.check_frozen(self.frozen_stages, ["stem", "stage1", "stage2", "stage3", "stage4",
-                                             "fpn", "rpn_head", "box_head", "box_predictor"],
-                        name)
+    common.check_frozen(self.frozen_stages, list(self.module_names), name)
     b = images.shape[0]
     if image_hw is not None and tuple(image_hw.shape) != (b, 2):
       raise ValueError(f"{name}: image_hw must be [B, 2] = {(b, 2)} (valid height, width); "
@@ -121,14 +156,15 @@ class FasterRCNN(nn.Module):
       raise ValueError(f"{name}: box_head must be 'two_mlp' or 'conv_fc'; got "
                        f"{self.box_head!r}")
     if train:
-      if targets is None or any(k not in targets for k in TARGET_KEYS):
-        raise ValueError(f"{name} in training needs targets with keys {list(TARGET_KEYS)}; got "
-                         f"{None if targets is None else sorted(targets)}")
+      if targets is None or any(k not in targets for k in self.target_keys):
+        raise ValueError(f"{name} in training needs targets with keys {list(self.target_keys)}; "
+                         f"got {None if targets is None else sorted(targets)}")
       m = targets["boxes"].shape[1] if targets["boxes"].ndim == 3 else -1
       for k, shape in (("boxes", (b, m, 4)), ("classes", (b, m)), ("box_valid", (b, m))):
         if tuple(targets[k].shape) != shape:
           raise ValueError(f"{name}: targets[{k!r}] must have shape {shape} [B, M, ...]; got "
                            f"{tuple(targets[k].shape)}")
+      self.check_targets(targets, b, m, tuple(images.shape[1:3]))
 
   @nn.compact
   def __call__(self, images: jax.Array, image_hw: jax.Array | None = None,
@@ -180,17 +216,14 @@ class FasterRCNN(nn.Module):
       rois, roi_valid = proposals, proposal_valid
 
     r = rois.shape[1]
-    pooled = multiscale_roi_align(maps[:-1], rois.reshape(b * r, 4),
-                                  jnp.repeat(jnp.arange(b, dtype=jnp.int32), r),
-                                  self.box_roi_pool_size, self.box_sampling_ratio, (h, w))
+    pooled = pool_rois(maps, rois, self.box_roi_pool_size, self.box_sampling_ratio, (h, w))
     if self.box_head == "two_mlp":
       head = TwoMLPHead(self.representation_size, self.dtype, name="box_head")
     else:
       head = ConvFCHead(norm=self.box_head_norm, num_groups=self.num_groups,
                         fc_layers=(self.representation_size,), dtype=self.dtype,
                         name="box_head")
-    x = head(pooled, train=train and "box_head" not in self.frozen_stages,
-             mask=roi_valid.reshape(-1))
+    x = head(pooled, train=self.head_train("box_head", train), mask=roi_valid.reshape(-1))
     logits, box_deltas = FastRCNNPredictor(self.num_classes, self.dtype,
                                            name="box_predictor")(x)
     logits = logits.reshape(b, r, -1)
@@ -199,19 +232,21 @@ class FasterRCNN(nn.Module):
     if train:
       losses.update(fast_rcnn_losses(logits, box_deltas, sample.labels, sample.targets,
                                      roi_valid))
+      losses.update(self.extra_losses(maps, sample, targets, (h, w), train))
       return losses, aux
     dets = postprocess_detections(logits, box_deltas, rois, roi_valid, image_hw,
                                   score_thresh=self.box_score_thresh,
                                   nms_thresh=self.box_nms_thresh,
                                   detections_per_img=self.box_detections_per_img,
                                   weights=self.bbox_reg_weights)
-    return dets, aux
+    return self.extra_outputs(maps, dets, image_hw, (h, w), aux), aux
 
 
 register("fasterrcnn_resnet50_fpn", FasterRCNN)
-register("fasterrcnn_resnet50_fpn_v2", functools.partial(
-    FasterRCNN, backbone_norm="batch", trainable_backbone_layers=5, fpn_norm="batch",
-    rpn_conv_depth=2, box_head="conv_fc", box_head_norm="batch"))
+# torchvision's v2 recipe (Li et al. 2021), shared by the v2 Mask R-CNN
+V2 = dict(backbone_norm="batch", trainable_backbone_layers=5, fpn_norm="batch",
+          rpn_conv_depth=2, box_head="conv_fc", box_head_norm="batch")
+register("fasterrcnn_resnet50_fpn_v2", functools.partial(FasterRCNN, **V2))
 # Small variants for the shapes configs and tests: any torchvision ResNet, narrow widths.
 register("fasterrcnn_resnet18_fpn", functools.partial(FasterRCNN, backbone="resnet18"))
 register("fasterrcnn_resnet34_fpn", functools.partial(FasterRCNN, backbone="resnet34"))

@@ -30,6 +30,27 @@ def torch_dense(features: int, name: str, dtype: Any) -> nn.Dense:
   return nn.Dense(features, dtype=dtype, kernel_init=torch_linear_init, name=name)
 
 
+def conv_norm_relu_stack(x: jax.Array, channels: Sequence[int], norm: str | None,
+                         num_groups: int, train: bool, mask: jax.Array | None, dtype: Any,
+                         dilation: int = 1) -> jax.Array:
+  """torchvision's `Conv2dNormActivation` 3x3 layers (bias only without a norm) on RoI
+  features `[K, h, w, C]`, as submodules `conv{i}` / `bn{i}` of the calling module (the box,
+  mask and keypoint heads). BatchNorm in training takes its statistics over the rows where
+  `mask [K]` is True: the padding RoIs of a static-shape sample must not shift them."""
+  for i, c in enumerate(channels):
+    x = torch_conv(c, 3, dilation=dilation, use_bias=norm is None, dtype=dtype,
+                   kernel_init=kaiming_fan_out, name=f"conv{i}")(x)
+    if norm == "batch":
+      bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        dtype=dtype, name=f"bn{i}")
+      full = None if mask is None else jnp.broadcast_to(mask[:, None, None, None], x.shape)
+      x = bn(x, mask=full if train else None)
+    elif norm is not None:
+      x = norm_layer(norm, train, dtype, num_groups=num_groups)(name=f"bn{i}")(x)
+    x = nn.relu(x)
+  return x
+
+
 class TwoMLPHead(nn.Module):
   representation_size: int = 1024
   dtype: Any = jnp.float32
@@ -51,18 +72,8 @@ class ConvFCHead(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None):
-    for i, c in enumerate(self.conv_layers):
-      x = torch_conv(c, 3, use_bias=self.norm is None, dtype=self.dtype,
-                     kernel_init=kaiming_fan_out, name=f"conv{i}")(x)
-      if self.norm == "batch":
-        bn = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                          dtype=self.dtype, name=f"bn{i}")
-        full = None if mask is None else jnp.broadcast_to(mask[:, None, None, None], x.shape)
-        x = bn(x, mask=full if train else None)
-      elif self.norm is not None:
-        x = norm_layer(self.norm, train, self.dtype, num_groups=self.num_groups)(
-            name=f"bn{i}")(x)
-      x = nn.relu(x)
+    x = conv_norm_relu_stack(x, self.conv_layers, self.norm, self.num_groups, train, mask,
+                             self.dtype)
     x = common.flatten_chw(x)
     for j, c in enumerate(self.fc_layers):
       x = nn.relu(torch_dense(c, f"fc{j}", self.dtype)(x))

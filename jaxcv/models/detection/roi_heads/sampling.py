@@ -19,11 +19,20 @@ from jaxcv.ops.matching import BELOW_LOW_THRESHOLD, balanced_sample, match
 
 class RoISample(NamedTuple):
   """`[B, S]` sampled RoIs: boxes `[B, S, 4]`, labels (0 background, 1..C), regression
-  targets `[B, S, 4]` (zeros off the positives), valid."""
+  targets `[B, S, 4]` (zeros off the positives), valid, and `matched` int32 `[B, S]` the
+  ground-truth row of each positive (0 elsewhere: mask and keypoint targets read it). The
+  positives fill the first slots: all of them lie in the first
+  `int(batch_size_per_image * positive_fraction)` (`positive_slots`)."""
   boxes: jax.Array
   labels: jax.Array
   targets: jax.Array
   valid: jax.Array
+  matched: jax.Array
+
+
+def positive_slots(batch_size_per_image: int, positive_fraction: float) -> int:
+  """How many leading sample slots can hold positives (`balanced_sample`'s bound)."""
+  return int(batch_size_per_image * positive_fraction)
 
 
 def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, key, *,
@@ -52,6 +61,7 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, key, 
     safe_ref = jnp.where(pos[:, None], boxes, unit)
     targets = jnp.where(pos[:, None], encode_boxes(safe, safe_ref, weights), 0.0)
     return RoISample(jnp.where(s.valid[:, None], boxes, 0.0),
-                     jnp.where(pos, labels[s.indices], 0), targets, s.valid)
+                     jnp.where(pos, labels[s.indices], 0), targets, s.valid,
+                     jnp.where(pos, jnp.maximum(matches[s.indices], 0), 0).astype(jnp.int32))
 
   return jax.vmap(one)(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, keys)

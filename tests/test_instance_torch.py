@@ -1,0 +1,254 @@
+"""Mask R-CNN and Keypoint R-CNN against torchvision, the Faster R-CNN protocol
+(tests/test_detection_torch.py): random init, random BatchNorm statistics, eval mode, the
+transform reduced to normalisation, weights through `jaxcv.weights.torchvision.load`.
+
+Compared, per seeded case:
+- the branch on the same boxes: torchvision's mask (keypoint) head run on jaxcv's own
+  detections gives jaxcv's mask logits (heatmaps) to 1e-4 relative;
+- the postprocess: torchvision's `paste_masks_in_image` / `heatmaps_to_keypoints` on jaxcv's
+  outputs gives jaxcv's pasted masks (at most 0.1% of pixels differ at 0.5) / keypoints
+  (1e-2 px);
+- end to end, where the detections are the same sets (ties at an NMS / top-n threshold
+  aside, as the Faster R-CNN test traces them): the final masks and keypoints of paired
+  detections agree as above;
+- train mode with every candidate sampled: `loss_mask` / `loss_keypoint` (and the box
+  losses) equal torchvision's to 1e-4 relative.
+
+Fast: narrow ResNet-18 models (64-channel FPN and heads). Slow: torchvision's own
+`maskrcnn_resnet50_fpn`, `_v2` and `keypointrcnn_resnet50_fpn` at full width.
+"""
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+from scipy.optimize import linear_sum_assignment
+
+from test_detection_torch import (MEAN, STD, H, W, TARGETS, images, relative_error, same_set,
+                                  to_torch, torch, torchvision)
+from torch_reference import randomize_batchnorm
+
+from torchvision.models.detection import KeypointRCNN, MaskRCNN  # noqa: E402
+from torchvision.models.detection.backbone_utils import BackboneWithFPN  # noqa: E402
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead  # noqa: E402
+from torchvision.models.detection.keypoint_rcnn import (KeypointRCNNHeads,  # noqa: E402
+                                                        KeypointRCNNPredictor)
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor  # noqa: E402
+from torchvision.models.detection.roi_heads import (heatmaps_to_keypoints,  # noqa: E402
+                                                    paste_masks_in_image)
+
+from jaxcv.models.detection.meta_arch.mask_rcnn import paste_masks  # noqa: E402
+from jaxcv.weights.torchvision import load  # noqa: E402
+
+C, K, NARROW = 3, 5, 64
+SMALL = {"maskrcnn_resnet18_fpn", "keypointrcnn_resnet18_fpn"}
+
+
+def torch_model(name, seed, **kwargs):
+  torch.manual_seed(seed)
+  size = dict(min_size=H, max_size=W)
+  if name in SMALL:
+    body = torchvision.models.resnet18(weights=None)
+    fpn = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)},
+                          [64, 128, 256, 512], NARROW)
+    box = dict(box_head=TwoMLPHead(NARROW * 49, 256), box_predictor=FastRCNNPredictor(256, C + 1))
+    if name.startswith("mask"):
+      m = MaskRCNN(fpn, num_classes=None, mask_head=MaskRCNNHeads(NARROW, [NARROW] * 4, 1),
+                   mask_predictor=MaskRCNNPredictor(NARROW, NARROW, C + 1), **box, **size,
+                   **kwargs)
+    else:
+      m = KeypointRCNN(fpn, num_classes=None, keypoint_head=KeypointRCNNHeads(NARROW, [NARROW] * 8),
+                       keypoint_predictor=KeypointRCNNPredictor(NARROW, K), **box, **size,
+                       **kwargs)
+  else:
+    extra = {"num_keypoints": K} if name.startswith("keypoint") else {}
+    m = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
+                                                    num_classes=C + 1, **extra, **size,
+                                                    **kwargs)
+  randomize_batchnorm(m)
+  with torch.no_grad():  # a trained detector's range (see tests/test_detection_torch.py)
+    m.rpn.head.cls_logits.weight.normal_(0.0, 0.03)
+    m.rpn.head.bbox_pred.weight.mul_(0.01)
+    m.roi_heads.box_predictor.bbox_pred.weight.mul_(0.1)
+    m.roi_heads.box_predictor.cls_score.weight.mul_(0.3)
+  return m
+
+
+_COMPILED = {}
+
+
+def compiled(model, train):
+  key = (model, train)
+  if key not in _COMPILED:
+    if train:
+      _COMPILED[key] = jax.jit(lambda v, x, t: model.apply(
+          v, x, None, t, train=True, rngs={"sample": jax.random.key(0)},
+          mutable=["batch_stats"])[0][0])
+    else:
+      def run(v, x):
+        dets, aux = model.apply(v, x)
+        if "mask_probs" in dets:
+          dets = dict(dets, masks=paste_masks(dets, x.shape[1:3], threshold=None))
+        return dets, aux
+      _COMPILED[key] = jax.jit(run)
+  return _COMPILED[key]
+
+
+def pair(ours_boxes, ref_boxes):
+  cost = np.abs(ours_boxes[:, None] - ref_boxes[None]).max(-1)
+  rows, cols = linear_sum_assignment(cost)
+  ok = cost[rows, cols] <= 1e-3
+  return rows[ok], cols[ok]
+
+
+def mask_pixels_differ(a, b) -> float:
+  return float(np.mean((np.asarray(a) >= 0.5) != (np.asarray(b) >= 0.5)))
+
+
+def check_eval(name, seed, report):
+  tm = torch_model(name, seed).eval()
+  model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5)
+  img = images(seed)
+  out, aux = jax.device_get(compiled(model, False)(variables, jnp.asarray((img - MEAN) / STD)))
+  with torch.no_grad():
+    il, _ = tm.transform(to_torch(img))
+    feats = tm.backbone(il.tensors)
+    props, _ = tm.rpn(il, feats)
+    dets, _ = tm.roi_heads(feats, props, il.image_sizes)
+  mask = name.startswith("mask")
+  for b in range(2):
+    v = out["valid"][b]
+    assert v.sum() > 0
+    where = f"{name} seed {seed} image {b}"
+    boxes = torch.from_numpy(out["boxes"][b][v])
+    per_image = [boxes if i == b else torch.zeros((0, 4)) for i in range(2)]  # feats: 2 images
+    with torch.no_grad():  # torchvision's branch on jaxcv's own detections
+      rh = tm.roi_heads
+      if mask:
+        x = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(feats, per_image, il.image_sizes)))
+        ours = aux["mask_logits"][b][v].transpose(0, 3, 1, 2)
+      else:
+        x = rh.keypoint_predictor(rh.keypoint_head(
+            rh.keypoint_roi_pool(feats, per_image, il.image_sizes)))
+        ours = aux["keypoint_logits"][b][v].transpose(0, 3, 1, 2)
+    assert relative_error(ours, x.numpy()) <= 1e-4, where
+    if mask:  # torchvision's paste of jaxcv's probabilities
+      probs = torch.from_numpy(out["mask_probs"][b][v][:, None])
+      ref_masks = paste_masks_in_image(probs, boxes, (H, W))[:, 0].numpy()
+      frac = mask_pixels_differ(out["masks"][b][v], ref_masks)
+      assert frac <= 1e-3, f"{where}: {frac:.2%} of pasted pixels differ"
+    else:
+      ref_kps, ref_scores = heatmaps_to_keypoints(
+          torch.from_numpy(aux["keypoint_logits"][b][v].transpose(0, 3, 1, 2).copy()), boxes)
+      np.testing.assert_allclose(out["keypoints"][b][v], ref_kps.numpy(), atol=1e-2,
+                                 err_msg=where)
+      np.testing.assert_allclose(out["keypoint_scores"][b][v], ref_scores.numpy(),
+                                 rtol=1e-4, atol=1e-4, err_msg=where)
+    ref = dets[b]
+    diff = same_set(out["boxes"][b][v], out["scores"][b][v], out["classes"][b][v],
+                    ref["boxes"].numpy(), ref["scores"].numpy(), ref["labels"].numpy())
+    if diff is not None:
+      report.append(f"{where}: detections: {diff}")
+      continue
+    rows, cols = pair(out["boxes"][b][v], ref["boxes"].numpy())
+    if mask:  # torchvision's transform pastes (its postprocess); here: the same function
+      ref_masks = paste_masks_in_image(ref["masks"], ref["boxes"], (H, W))[:, 0].numpy()
+      frac = mask_pixels_differ(out["masks"][b][v][rows], ref_masks[cols])
+      assert frac <= 1e-3, f"{where}: end to end, {frac:.2%} of mask pixels differ"
+    else:
+      np.testing.assert_allclose(out["keypoints"][b][v][rows],
+                                 ref["keypoints"].numpy()[cols], atol=1e-2, err_msg=where)
+
+
+def run_eval(name, seeds):
+  report = []
+  for seed in seeds:
+    check_eval(name, seed, report)
+  cases = 2 * len(seeds)
+  print(f"\n{name}: {cases - len(report)} of {cases} images equal end to end; others: "
+        f"{report or 'none'}")
+  assert len(report) <= cases // 5, report
+
+
+def gt_masks():
+  m = np.zeros((2, 3, H, W), bool)
+  for b in range(2):
+    for j in range(3):
+      if TARGETS["box_valid"][b, j]:
+        x1, y1, x2, y2 = TARGETS["boxes"][b, j].astype(int)
+        yy, xx = np.mgrid[:H, :W]
+        cy, cx, ry, rx = (y1 + y2) / 2, (x1 + x2) / 2, (y2 - y1) / 2, (x2 - x1) / 2
+        m[b, j] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1  # an ellipse in its box
+  return m
+
+
+def gt_keypoints():
+  rng = np.random.default_rng(0)
+  bx = TARGETS["boxes"]
+  t = rng.uniform(0, 1, (2, 3, K, 2))
+  xy = bx[..., None, :2] + t * (bx[..., None, 2:] - bx[..., None, :2])
+  v = rng.integers(0, 3, (2, 3, K, 1)).astype(np.float32)  # some unlabelled (v = 0)
+  return np.concatenate([xy, v], -1).astype(np.float32)
+
+
+def check_train(name, seed):
+  every = dict(rpn_post_nms_top_n_train=100, rpn_batch_size_per_image=100_000,
+               rpn_positive_fraction=1.0, box_batch_size_per_image=100_000,
+               box_positive_fraction=1.0)
+  tm = torch_model(name, seed, **every)
+  tm.eval()
+  tm.rpn.training = tm.roi_heads.training = True
+  num_anchors = 3 * sum((H // s) * (W // s) for s in (4, 8, 16, 32)) + 3 * 2 * 3
+  model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5,
+                          rpn_post_nms_top_n_train=100,
+                          rpn_batch_size_per_image=num_anchors, rpn_positive_fraction=1.0,
+                          box_batch_size_per_image=100 + 3, box_positive_fraction=1.0)
+  img = images(seed)
+  extra = {"masks": gt_masks()} if name.startswith("mask") else {"keypoints": gt_keypoints()}
+  tgt = {**TARGETS, **extra}
+  targets = []
+  for b in range(2):
+    keep = TARGETS["box_valid"][b]
+    t = {"boxes": torch.from_numpy(TARGETS["boxes"][b][keep]),
+         "labels": torch.from_numpy(TARGETS["classes"][b][keep]).long()}
+    for k, v in extra.items():
+      t[k] = torch.from_numpy(v[b][keep].astype(np.uint8) if k == "masks" else v[b][keep])
+    targets.append(t)
+  with torch.no_grad():
+    il, t = tm.transform(to_torch(img), targets)
+    feats = tm.backbone(il.tensors)
+    props, rpn_losses = tm.rpn(il, feats, t)
+    _, roi_losses = tm.roi_heads(feats, props, il.image_sizes, t)
+  ref = {k: float(v) for k, v in {**rpn_losses, **roi_losses}.items()}
+  frozen = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "box_head", "mask_head")
+  if model.backbone_norm == "batch":
+    model = model.clone(frozen_stages=tuple(f for f in frozen if f in model.module_names))
+  losses = compiled(model, True)(variables, jnp.asarray((img - MEAN) / STD),
+                                 {k: jnp.asarray(v) for k, v in tgt.items()})
+  assert set(ref) == set(losses), (sorted(ref), sorted(losses))
+  for k, v in ref.items():
+    assert abs(float(losses[k]) - v) <= 1e-4 * abs(v), (k, float(losses[k]), v)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_small_branch_matches_torchvision(name):
+  run_eval(name, range(1))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_small_branch_losses_match_torchvision(name):
+  check_train(name, 0)
+
+
+LARGE = ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "keypointrcnn_resnet50_fpn"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LARGE)
+def test_resnet50_branch_matches_torchvision(name):
+  run_eval(name, range(5))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LARGE)
+def test_resnet50_branch_losses_match_torchvision(name):
+  check_train(name, 0)
