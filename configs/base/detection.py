@@ -56,3 +56,22 @@ def faster_rcnn(**changes) -> dict:
           "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
           "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 100,
           "box_batch_size_per_image": 128, "representation_size": 256, **changes}
+
+
+def mask_rcnn(**changes) -> dict:
+  """`faster_rcnn()` with torchvision's mask branch at the FPN's width (64: four 3x3 convs,
+  the 2x transposed conv and the 28x28 per-class logits)."""
+  return faster_rcnn(name="maskrcnn_resnet18_fpn", mask_layers=(64, 64, 64, 64),
+                     mask_dim_reduced=64, **changes)
+
+
+def keypoint_rcnn(**changes) -> dict:
+  """`faster_rcnn()` with torchvision's keypoint branch, narrowed: eight 3x3 convs of 64
+  (torchvision: 512) before the 56x56 heatmaps (`num_keypoints` comes from the data set)."""
+  return faster_rcnn(name="keypointrcnn_resnet18_fpn", keypoint_layers=(64,) * 8, **changes)
+
+
+def with_keys(c: ml_collections.ConfigDict, *keys: str) -> ml_collections.ConfigDict:
+  """`c` with more per-object labels loaded (`masks`, `keypoints`)."""
+  c.data["keys"] = tuple(c.data["keys"]) + tuple(keys)
+  return c

@@ -194,6 +194,9 @@ def load_shapes(split: str, *, image_size: int = 128,
                       max_boxes=max_boxes, max_segments=max_segments)
   ds.class_counts = dict(SHAPES_CLASS_COUNTS)
   ds.class_names = tuple(shapes_lib.CLASS_NAMES)  # of classes 1..C (detection pictures)
+  ds.keypoint_names = tuple(shapes_lib.KEYPOINT_NAMES)  # the keypoints task's metadata
+  ds.keypoint_flip_pairs = tuple(shapes_lib.KEYPOINT_FLIP_PAIRS)
+  ds.oks_sigmas = tuple(float(s) for s in shapes_lib.OKS_SIGMAS)
   return ds
 
 

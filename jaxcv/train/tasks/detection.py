@@ -7,7 +7,9 @@ config has the same padded size), `boxes [B, M, 4]` in canvas pixels, `classes [
 (its size before resizing). Without `image_hw` the whole canvas is the image.
 
 The model (`jaxcv.models.detection`) is built with `num_classes = C` (objects; the
-background is the detector's index 0). Its training output is a dict of losses; the task's
+background is the detector's index 0). It trains on the objects that are not crowd regions
+(`box_valid & ~iscrowd`; the batch keys it needs are its `target_keys`, so Mask / Keypoint
+R-CNN get `masks` / `keypoints` too). Its training output is a dict of losses; the task's
 loss is their sum weighted by `config.loss.<name>` (default 1 each, as torchvision's
 reference scripts). Evaluation (`HostEvalTask`): `predict` gives the padded detections
 (`boxes`, `scores`, `classes`, `valid`); `host_update` maps detections and ground truth back
@@ -102,7 +104,9 @@ class Detection(HostEvalTask):
     return batch.get("image_hw")
 
   def loss(self, model, variables, batch, rng, train):
-    targets = {k: batch[k] for k in TARGET_KEYS}
+    targets = {k: batch[k] for k in getattr(model, "target_keys", TARGET_KEYS)}
+    if "iscrowd" in batch:  # crowd regions never train (torchvision's and detectron2's rule)
+      targets["box_valid"] = batch["box_valid"] & ~batch["iscrowd"]
     sample, dropout = jax.random.split(rng)
     args = (self.model_input(batch), self._image_hw(batch), targets)
     has_stats = "batch_stats" in variables
