@@ -252,3 +252,13 @@ def test_resnet50_branch_matches_torchvision(name):
 @pytest.mark.parametrize("name", LARGE)
 def test_resnet50_branch_losses_match_torchvision(name):
   check_train(name, 0)
+
+
+def test_converter_names_the_wrong_branch():
+  state = torch_model("maskrcnn_resnet18_fpn", 0).state_dict()
+  with pytest.raises(ValueError, match="keypointrcnn_resnet18_fpn has a keypoint branch.*"
+                                       "this state_dict has a mask branch.*a torchvision "
+                                       "MaskRCNN"):
+    load("keypointrcnn_resnet18_fpn", state)
+  with pytest.raises(ValueError, match="fasterrcnn_resnet18_fpn has no mask or keypoint branch; this state_dict has a mask"):
+    load("fasterrcnn_resnet18_fpn", state)

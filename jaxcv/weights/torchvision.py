@@ -154,11 +154,13 @@ def _branch_kwargs(name: str, state: Mapping) -> dict:
   """The mask / keypoint branch's widths read from the state_dict, after checking that the
   state_dict has the branches `name` has."""
   kind = name.split("rcnn")[0]
-  for branch, key in _BRANCHES.items():
-    if (key in state) != (kind == branch):
-      have = next((b for b, k in _BRANCHES.items() if k in state), "no mask or keypoint")
-      raise ValueError(f"{name} {'needs' if kind == branch else 'has no'} a {branch} branch "
-                       f"({key}); this state_dict has {have} branch")
+  want = kind if kind in _BRANCHES else None
+  have = next((b for b, k in _BRANCHES.items() if k in state), None)
+  if want != have:
+    def what(branch):
+      return f"a {branch} branch ({_BRANCHES[branch]})" if branch else "no mask or keypoint branch"
+    raise ValueError(f"{name} has {what(want)}; this state_dict has {what(have)} (a torchvision "
+                     f"{ {'mask': 'MaskRCNN', 'keypoint': 'KeypointRCNN'}.get(have, 'FasterRCNN')})")
   if kind == "mask":
     convs = sorted({int(k.split(".")[2]) for k in state
                     if k.startswith("roi_heads.mask_head.") and k.endswith(".0.weight")})
