@@ -61,17 +61,25 @@ def faster_rcnn(**changes) -> dict:
 def mask_rcnn(**changes) -> dict:
   """`faster_rcnn()` with torchvision's mask branch at the FPN's width (64: four 3x3 convs,
   the 2x transposed conv and the 28x28 per-class logits)."""
-  return faster_rcnn(name="maskrcnn_resnet18_fpn", mask_layers=(64, 64, 64, 64),
-                     mask_dim_reduced=64, **changes)
+  return faster_rcnn(**{"name": "maskrcnn_resnet18_fpn", "mask_layers": (64, 64, 64, 64),
+                        "mask_dim_reduced": 64, **changes})
 
 
 def keypoint_rcnn(**changes) -> dict:
   """`faster_rcnn()` with torchvision's keypoint branch, narrowed: eight 3x3 convs of 64
   (torchvision: 512) before the 56x56 heatmaps (`num_keypoints` comes from the data set)."""
-  return faster_rcnn(name="keypointrcnn_resnet18_fpn", keypoint_layers=(64,) * 8, **changes)
+  return faster_rcnn(**{"name": "keypointrcnn_resnet18_fpn", "keypoint_layers": (64,) * 8,
+                        **changes})
 
 
 def with_keys(c: ml_collections.ConfigDict, *keys: str) -> ml_collections.ConfigDict:
   """`c` with more per-object labels loaded (`masks`, `keypoints`)."""
   c.data["keys"] = tuple(c.data["keys"]) + tuple(keys)
   return c
+
+
+def panoptic_fpn(**changes) -> dict:
+  """`mask_rcnn()` with detectron2's semantic FPN head (64 channels, GroupNorm) and its merge;
+  the stuff area limit scaled from detectron2's 4096 px at ~800 px images to 64 px at 128."""
+  return mask_rcnn(**{"name": "panopticfpn_resnet18_fpn", "sem_seg_conv_dims": 64,
+                      "combine_stuff_area_thresh": 64, **changes})

@@ -197,6 +197,8 @@ def load_shapes(split: str, *, image_size: int = 128,
   ds.keypoint_names = tuple(shapes_lib.KEYPOINT_NAMES)  # the keypoints task's metadata
   ds.keypoint_flip_pairs = tuple(shapes_lib.KEYPOINT_FLIP_PAIRS)
   ds.oks_sigmas = tuple(float(s) for s in shapes_lib.OKS_SIGMAS)
+  ds.stuff_classes = (shapes_lib.WALL_CLASS, shapes_lib.GROUND_CLASS)  # panoptic stuff ids
+  ds.stuff_names = tuple(shapes_lib.STUFF_NAMES)
   return ds
 
 

@@ -133,7 +133,7 @@ class FasterRCNN(nn.Module):
   def check_targets(self, targets: dict, b: int, m: int, hw: tuple[int, int]) -> None:
     """Checks the targets beyond boxes and classes (shapes; under jit no values)."""
 
-  def extra_losses(self, maps, sample, targets, canvas_hw, train: bool) -> dict:
+  def extra_losses(self, maps, sample, targets, image_hw, canvas_hw, train: bool) -> dict:
     """Training losses of extra heads on the sampled RoIs (`RoISample`)."""
     return {}
 
@@ -232,7 +232,7 @@ class FasterRCNN(nn.Module):
     if train:
       losses.update(fast_rcnn_losses(logits, box_deltas, sample.labels, sample.targets,
                                      roi_valid))
-      losses.update(self.extra_losses(maps, sample, targets, (h, w), train))
+      losses.update(self.extra_losses(maps, sample, targets, image_hw, (h, w), train))
       return losses, aux
     dets = postprocess_detections(logits, box_deltas, rois, roi_valid, image_hw,
                                   score_thresh=self.box_score_thresh,

@@ -60,7 +60,7 @@ class KeypointRCNN(FasterRCNN):
     x = KeypointRCNNPredictor(self.num_keypoints, self.dtype, name="keypoint_predictor")(x)
     return x.reshape((b, r) + x.shape[1:])
 
-  def extra_losses(self, maps, sample, targets, canvas_hw, train):
+  def extra_losses(self, maps, sample, targets, image_hw, canvas_hw, train):
     rois, _, matched, pos = positives(sample, self.box_batch_size_per_image,
                                       self.box_positive_fraction)
     logits = self.keypoint_logits(maps, rois, pos, canvas_hw, train)
