@@ -59,16 +59,18 @@ def faster_rcnn(**changes) -> dict:
 
 
 def mask_rcnn(**changes) -> dict:
-  """`faster_rcnn()` with torchvision's mask branch at the FPN's width (64: four 3x3 convs,
-  the 2x transposed conv and the 28x28 per-class logits)."""
-  return faster_rcnn(**{"name": "maskrcnn_resnet18_fpn", "mask_layers": (64, 64, 64, 64),
-                        "mask_dim_reduced": 64, **changes})
+  """`faster_rcnn()` with torchvision's mask branch, narrowed to 32 channels (four 3x3
+  convs, the 2x transposed conv, the 28x28 per-class logits; at 64 channels the branch cost
+  a 2-core CPU 1.3 s per step, at 32 0.7 s: benchmarks in BENCHMARKS.md)."""
+  return faster_rcnn(**{"name": "maskrcnn_resnet18_fpn", "mask_layers": (32, 32, 32, 32),
+                        "mask_dim_reduced": 32, **changes})
 
 
 def keypoint_rcnn(**changes) -> dict:
-  """`faster_rcnn()` with torchvision's keypoint branch, narrowed: eight 3x3 convs of 64
-  (torchvision: 512) before the 56x56 heatmaps (`num_keypoints` comes from the data set)."""
-  return faster_rcnn(**{"name": "keypointrcnn_resnet18_fpn", "keypoint_layers": (64,) * 8,
+  """`faster_rcnn()` with torchvision's keypoint branch, narrowed: eight 3x3 convs of 32
+  (torchvision: 512; at 64 a step cost 2.3 s on 2 cores, at 32 0.8 s) before the 56x56
+  heatmaps (`num_keypoints` comes from the data set)."""
+  return faster_rcnn(**{"name": "keypointrcnn_resnet18_fpn", "keypoint_layers": (32,) * 8,
                         **changes})
 
 
