@@ -7,13 +7,16 @@ The run's config is `W/config.json` (the merged config `train.py` wrote; `--conf
 `configs/*.py` file instead), its weights the best checkpoint (`W/best`) or else the newest
 (`W/checkpoints`). Every image (png, jpg, jpeg, bmp) of `--images` goes through the config's
 `data.preprocess` (for detectors `resize_to_canvas`: torchvision's resize rule, then the
-fixed canvas) and the task's compiled `predict`; boxes are mapped back to the original
-image's pixels. The output is a COCO results list `[{"image_id", "category_id", "bbox":
-[x, y, w, h], "score"}]`: image and category ids are the original ones when the images have
+fixed canvas) and the compiled model; boxes are mapped back to the original image's pixels.
+The output is a COCO results list `[{"image_id", "category_id", "bbox": [x, y, w, h],
+"score"}]`, plus for Mask R-CNN runs `segmentation` (an RLE of the mask pasted at the
+original image's size, threshold 0.5, as torchvision) and for Keypoint R-CNN runs `keypoints`
+(`[x, y, 1] * K` in COCO's pixel convention); image and category ids are the original ones when the images have
 a COCO annotation file (`--annotations`, or the run's `coco_json` evaluation split), else
 the image's index in the sorted file list and the class (1..C). `--draw` writes each image
 with its detections at or above `--score-thresh` (class names and scores) as a PNG.
-`python -m jaxcv.metrics.coco GT.json preds.json` then scores the file.
+`python -m jaxcv.metrics.coco GT.json preds.json [--iou-type segm|keypoints]` then scores
+the file (for segm it scores the masks with their own areas, as detectron2's evaluator).
 """
 from __future__ import annotations
 
@@ -93,6 +96,33 @@ def _coco_ids(trainer, annotations: str | None):
   return file_ids, (None if category_ids is None else np.asarray(category_ids))
 
 
+def _extra_fields(out, i, valid, boxes, batch, orig_hw) -> dict[str, list]:
+  """Per valid detection of image `i`: `segmentation` (an RLE of the mask pasted at the
+  original size, as torchvision's transform pastes after mapping the boxes back) for Mask
+  R-CNN; `keypoints` `[x, y, 1, ...]` in the original pixels, in COCO's convention (pixel
+  centres at integers: jaxcv's continuous coordinates minus 0.5, as detectron2 writes them)
+  for Keypoint R-CNN."""
+  import jax  # noqa: PLC0415
+
+  from jaxcv.metrics import coco_rle  # noqa: PLC0415
+  from jaxcv.models.detection.meta_arch.mask_rcnn import paste_masks  # noqa: PLC0415
+
+  fields = {}
+  if "mask_probs" in out:
+    dets = {"mask_probs": out["mask_probs"][i][valid][None], "boxes": boxes[valid][None],
+            "valid": np.ones((1, int(valid.sum())), bool)}
+    masks = np.asarray(jax.jit(paste_masks, static_argnums=1)(dets, tuple(orig_hw)))[0]
+    fields["segmentation"] = [coco_rle.encode(m) for m in masks]
+  if "keypoints" in out:
+    ratio = np.asarray(batch["orig_hw"][i], np.float64) / np.maximum(batch["image_hw"][i], 1)
+    kp = np.asarray(out["keypoints"][i][valid], np.float64).copy()
+    kp[..., 0] = kp[..., 0] * ratio[1] - 0.5
+    kp[..., 1] = kp[..., 1] * ratio[0] - 0.5
+    kp[..., 2] = 1.0
+    fields["keypoints"] = [k.ravel().round(3).tolist() for k in kp]
+  return fields
+
+
 def predict_folder(workdir, images, out, draw=None, config=None, annotations=None,
                    score_thresh=0.5, batch_size=None) -> list[dict]:
   """The command as a function; returns the results list it writes to `out`."""
@@ -118,6 +148,10 @@ def predict_folder(workdir, images, out, draw=None, config=None, annotations=Non
   file_ids, category_ids = _coco_ids(trainer, annotations)
   bs = int(batch_size or trainer.eval_batch_size)
   names = trainer.task.class_names
+  task, model = trainer.task, trainer.model
+  # the model's own outputs (Mask R-CNN: 28x28 mask probabilities, pasted per image below at
+  # its original size), not the task's evaluation form
+  detect = jax.jit(lambda st, b: model.apply(st.variables, task.model_input(b), b["image_hw"])[0])
   results, draw_dir = [], Path(draw) if draw else None
   if draw_dir:
     draw_dir.mkdir(parents=True, exist_ok=True)
@@ -139,18 +173,21 @@ def predict_folder(workdir, images, out, draw=None, config=None, annotations=Non
     pad = [examples[-1]] * (bs - n)
     batch = {k: np.stack([e[k] for e in examples + pad]) for k in ("image", "image_hw",
                                                                    "orig_hw")}
-    out_b = jax.device_get(trainer.predict_step(state, batch))
+    out_b = jax.device_get(detect(state, batch))
     boxes, _ = to_original_pixels(out_b["boxes"], batch["image_hw"], batch["orig_hw"])
     for i, path in enumerate(chunk):
       v = np.asarray(out_b["valid"][i], bool)
       image_id = file_ids.get(path.name) if file_ids is not None else start + i
       if image_id is None:
         raise ValueError(f"{path.name} is not an image of the annotation file")
-      for b, s, c in zip(boxes[i][v], out_b["scores"][i][v], out_b["classes"][i][v]):
+      extra = _extra_fields(out_b, i, v, boxes[i], batch, originals[i].shape[:2])
+      for j, (b, s, c) in enumerate(zip(boxes[i][v], out_b["scores"][i][v],
+                                        out_b["classes"][i][v])):
         cat = int(category_ids[c - 1]) if category_ids is not None else int(c)
         x1, y1, x2, y2 = (float(t) for t in b)
         results.append({"image_id": int(image_id), "category_id": cat,
-                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s)})
+                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(s),
+                        **{k: f[j] for k, f in extra.items()}})
       if draw_dir:
         keep = v & (out_b["scores"][i] >= score_thresh)
         pic = viz.draw_boxes(originals[i], boxes[i], out_b["classes"][i], out_b["scores"][i],

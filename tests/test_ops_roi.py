@@ -290,3 +290,20 @@ def test_bad_input():
     roi.roi_align(f, b, i, 2, sampling_ratio=-1)
   with pytest.raises(ValueError, match="every level"):
     roi.multiscale_roi_align([f, np.zeros((1, 2, 2, 3), F32)], b, i, 2, 2, (16, 16))
+
+
+def test_roi_align_maps_equals_roi_align_on_single_channel_maps():
+  """The separable form (two matrix products per RoI) gives the gather form's numbers, with
+  fixed and adaptive grids, legacy and aligned coordinates, boxes partly or wholly outside."""
+  from jaxcv.ops.roi_separable import roi_align_maps
+  rng = np.random.default_rng(0)
+  maps = rng.uniform(size=(3, 40, 50)) > 0.5
+  xy = rng.uniform(-10, 60, (20, 2))
+  wh = rng.uniform(0.2, 45, (20, 2))
+  boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+  idx = rng.integers(0, 3, 20).astype(np.int32)
+  feats = jnp.asarray(maps[..., None], jnp.float32)
+  for sr, aligned, bound in [(2, False, None), (-1, False, 8), (-1, True, 8), (3, True, None)]:
+    want = roi.roi_align(feats, boxes, idx, 7, 0.5, sr, aligned, bound)[..., 0]
+    got = roi_align_maps(maps, boxes, idx, 7, 0.5, sr, aligned, bound, chunk=8)
+    np.testing.assert_allclose(got, want, atol=1e-6, err_msg=str((sr, aligned)))

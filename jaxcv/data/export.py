@@ -4,8 +4,10 @@ the same ground truth.
 The json is built from the very batches the evaluation loop sees (`ExampleDataset.get`,
 padded, with the split's preprocessing), through `jaxcv.metrics.coco.to_coco_gt`: image ids
 equal the batches' `image_id`, `area` is the batch's `area` (the instance-mask pixel count
-where the data set has masks), `iscrowd` and keypoints come along, and `segmentation` is the
-RLE of each instance mask. Category ids are the batch classes 1..C.
+where the data set has masks), `iscrowd` and keypoints come along (in COCO's pixel
+convention, centres at integers: labelled keypoints' x, y minus 0.5, the inverse of the
+`coco_json` loader), and `segmentation` is the RLE of each instance mask. Category ids are
+the batch classes 1..C.
 """
 from __future__ import annotations
 
@@ -49,6 +51,11 @@ def to_coco(dataset, batch_size: int = 16, category_names: Sequence[str] | None 
     if keypoint_names is not None:
       cat["keypoints"] = [str(k) for k in keypoint_names]
       cat["skeleton"] = []
+  for ann in gt["annotations"]:  # jaxcv's continuous pixels -> COCO's (centres at integers)
+    if "keypoints" in ann:
+      kp = np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)
+      kp[kp[:, 2] > 0, :2] -= 0.5
+      ann["keypoints"] = kp.ravel().tolist()
   if path is not None:
     Path(path).write_text(json.dumps(gt))
   return gt
