@@ -60,7 +60,7 @@ def test_colab_instance_notebook_runs_top_to_bottom(tmp_path):
   assert len(table) == 2 + len(RUNS)
   for (label, _, _), row in zip(RUNS.values(), table[2:]):
     assert row.startswith(f"| {label} |") and f"| {STEPS} |" in row
-  for name, (label, losses, metrics) in RUNS.items():
+  for name, (_, losses, metrics) in RUNS.items():
     run = tmp_path / "run" / name
     rows = [json.loads(line) for line in (run / "train_metrics.jsonl").read_text().splitlines()]
     assert len(rows) >= 2 and rows[-1]["step"] == STEPS, name
