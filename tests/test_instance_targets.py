@@ -1,5 +1,6 @@
 """The training targets of configs/maskrcnn_shapes.py (test `mask_map` >= 0.55 with box `map`
->= 0.55) and configs/keypointrcnn_shapes.py (test `kp_map` >= 0.5), each within 30 minutes
+>= 0.55), configs/keypointrcnn_shapes.py (test `kp_map` >= 0.5) and
+configs/panopticfpn_shapes.py (test `pq` >= 0.6, things and stuff printed), each within 30 minutes
 on an idle 2-core CPU (slow; not run by .ci/run, whose budget one would take whole). Prints
 the untrained model's figures (the trivial baseline), the evaluation curve, the wall time and
 the machine's load; wall times belong in BENCHMARKS.md, not in assertions.
@@ -16,7 +17,8 @@ from jaxcv.train.loop import Trainer, train_and_evaluate
 pytestmark = pytest.mark.slow
 
 TARGETS = {"maskrcnn_shapes": {"mask_map": 0.55, "map": 0.55},
-           "keypointrcnn_shapes": {"kp_map": 0.5}}
+           "keypointrcnn_shapes": {"kp_map": 0.5},
+           "panopticfpn_shapes": {"pq": 0.6}}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -28,7 +30,8 @@ def test_shapes_target(name, tmp_path):
   wall = time.time() - t0
   rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
           .splitlines()]
-  keys = sorted(TARGETS[name]) + ["map50"]
+  keys = sorted(TARGETS[name]) + (["pq_things", "pq_stuff", "miou"] if "pq" in TARGETS[name]
+                                   else ["map50"])
   print(f"\n{name}: {wall:.0f} s, load {os.getloadavg()}; untrained test "
         + " ".join(f"{k} {untrained[k]:.4f}" for k in keys))
   for r in rows:
