@@ -16,7 +16,8 @@ a COCO annotation file (`--annotations`, or the run's `coco_json` evaluation spl
 the image's index in the sorted file list and the class (1..C). `--draw` writes each image
 with its detections at or above `--score-thresh` (class names and scores) as a PNG.
 `python -m jaxcv.metrics.coco GT.json preds.json [--iou-type segm|keypoints]` then scores
-the file (for segm it scores the masks with their own areas, as detectron2's evaluator).
+the file (as pycocotools' loadRes, a result with a `bbox` takes the box's area; drop `bbox`
+from the results to score masks with their own areas, as detectron2's evaluator does).
 """
 from __future__ import annotations
 

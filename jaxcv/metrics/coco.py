@@ -170,12 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     gt, dets = _read_json(args.gt), _read_json(args.results)
-    if args.iou_type == "segm" and isinstance(dets, list):
-      # a results file with both boxes and masks (jaxcv.predict's, detectron2's): score the
-      # masks with their own areas, as detectron2's evaluator does (pycocotools' loadRes
-      # would take the box's area when a 'bbox' is present)
-      dets = [{k: v for k, v in d.items() if k != "bbox"} if isinstance(d, dict) and
-              "segmentation" in d else d for d in dets]
     stats = evaluate(gt, dets, args.iou_type)
   except _FileError as e:
     msg = str(e)
