@@ -113,9 +113,7 @@ def _extra_fields(out, i, valid, boxes, batch, orig_hw) -> dict[str, list]:
     dets = {"mask_probs": out["mask_probs"][i][valid][None], "boxes": boxes[valid][None],
             "valid": np.ones((1, int(valid.sum())), bool)}
     masks = np.asarray(jax.jit(paste_masks, static_argnums=1)(dets, tuple(orig_hw)))[0]
-    rles = [coco_rle.encode(m) for m in masks]
-    fields["segmentation"] = [{**r, "counts": r["counts"].decode("ascii")}
-                              if isinstance(r.get("counts"), bytes) else r for r in rles]
+    fields["segmentation"] = [coco_rle.to_json(coco_rle.encode(m)) for m in masks]
   if "keypoints" in out:
     ratio = np.asarray(batch["orig_hw"][i], np.float64) / np.maximum(batch["image_hw"][i], 1)
     kp = np.asarray(out["keypoints"][i][valid], np.float64).copy()

@@ -1,4 +1,5 @@
 """The per-example pipeline: sanitising, padding, bad input, determinism, export, configs."""
+import json
 import logging
 
 import jax
@@ -356,6 +357,7 @@ def test_coco_export_reads_back_in_pycocotools_with_mask_areas():
   ds = _shapes("validation")
   gt = export.to_coco(ds, batch_size=5, category_names=shapes.CLASS_NAMES,
                       keypoint_names=shapes.KEYPOINT_NAMES)
+  gt = json.loads(json.dumps(gt))  # json-ready (RLE counts as text), read back as a file is
   api = pycocotools_coco.COCO()
   api.dataset = gt
   api.createIndex()

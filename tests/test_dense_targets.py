@@ -30,6 +30,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import REPO, load_config
+from notebooks import images, run_notebook
 
 from jaxcv import data as data_lib
 from jaxcv.metrics import dense as dense_metrics
@@ -163,30 +164,8 @@ def test_unet_normals_beat_the_per_pixel_mean_normal(tmp_path):
 
 
 def test_colab_notebook_runs_top_to_bottom(tmp_path):
-  nbformat = pytest.importorskip("nbformat")
-  nbclient = pytest.importorskip("nbclient")
-  pytest.importorskip("ipykernel")
-  nb = nbformat.read(REPO / "colab" / "segmentation.ipynb", as_version=4)
-  env = {"JAXCV_NOTEBOOK_STEPS": "8", "JAXCV_NOTEBOOK_IMAGE_SIZE": "64",
-         "JAXCV_NOTEBOOK_WORKDIR": str(tmp_path / "run"), "XLA_FLAGS": ""}
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)  # the kernel inherits this process's environment
-  try:
-    t0 = time.time()
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}}).execute()
-  finally:
-    for k, v in old.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
-  print(f"notebook: {time.time() - t0:.0f} s")
-  outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-  assert not [o for o in outputs if o.output_type == "error"]
-  images = [o for o in outputs if "image/png" in o.get("data", {})]
-  assert len(images) == 2  # the loss curve and the predictions
-  text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+  outputs, text = run_notebook("segmentation.ipynb", tmp_path / "run", 8)
+  assert len(images(outputs)) == 2  # the loss curve and the predictions
   assert "8 steps in" in text and "test metrics" in text
   rows = (tmp_path / "run" / "train_metrics.jsonl").read_text().splitlines()
   assert len(rows) >= 2

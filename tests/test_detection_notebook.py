@@ -1,44 +1,19 @@
 """colab/detection.ipynb runs top to bottom (slow): a short version (8 steps, 64 px, the
-notebook's small model) through nbclient, as tests/test_dense_targets.py runs
-colab/segmentation.ipynb."""
+notebook's small model) through nbclient
+(tests/notebooks.py)."""
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import pytest
-from conftest import REPO
+from notebooks import images, run_notebook
 
 pytestmark = pytest.mark.slow
 
 
 def test_colab_detection_notebook_runs_top_to_bottom(tmp_path):
-  nbformat = pytest.importorskip("nbformat")
-  nbclient = pytest.importorskip("nbclient")
-  pytest.importorskip("ipykernel")
-  nb = nbformat.read(REPO / "colab" / "detection.ipynb", as_version=4)
-  assert not [o for cell in nb.cells for o in cell.get("outputs", [])]  # stored without outputs
-  env = {"JAXCV_NOTEBOOK_STEPS": "8", "JAXCV_NOTEBOOK_IMAGE_SIZE": "64",
-         "JAXCV_NOTEBOOK_WORKDIR": str(tmp_path / "run"), "XLA_FLAGS": ""}
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)  # the kernel inherits this process's environment
-  try:
-    t0 = time.time()
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}}).execute()
-  finally:
-    for k, v in old.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
-  print(f"notebook: {time.time() - t0:.0f} s")
-  outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-  assert not [o for o in outputs if o.output_type == "error"]
-  images = [o for o in outputs if "image/png" in o.get("data", {})]
-  assert len(images) == 2  # the loss and mAP curves, the predictions
-  text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+  outputs, text = run_notebook("detection.ipynb", tmp_path / "run", 8)
+  assert len(images(outputs)) == 2  # the loss and mAP curves, the predictions
   assert "8 steps in" in text and "test map50" in text
   assert "| map |" in text and "| map50 |" in text  # the final metrics table
   run = tmp_path / "run"

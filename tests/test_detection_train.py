@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 from PIL import Image
 
 import jaxcv.data as data_lib
-from conftest import load_config
+from conftest import load_config, override
 from jaxcv.metrics import coco
 from jaxcv.predict import predict_folder
 from jaxcv.train.loop import Trainer, train_and_evaluate
@@ -35,8 +35,11 @@ SMALL_MODEL = {"width": 8, "fpn_channels": 16, "representation_size": 64,
 CANVAS = [("resize_to_canvas", {"min_size": 64, "max_size": 64, "canvas": 64})]
 
 
-def small_config(**over):
-  c = load_config("fasterrcnn_shapes")
+def small_config(name="fasterrcnn_shapes", **over):
+  """configs/NAME.py at 64 px with the small model, 64/16/16 scenes, 20 steps, one device
+  (whole runs on one device: 8 simulated CPU devices once deadlocked in XLA's collectives;
+  the 8-device step is `check_step_on_8_devices`); `over`: dotted-key overrides."""
+  c = load_config(name)
   c.model.update(SMALL_MODEL)
   c.data.image_size = 64
   c.data.preprocess = CANVAS
@@ -44,21 +47,14 @@ def small_config(**over):
   c.batch_size, c.eval_batch_size = 8, 16
   c.num_steps, c.eval_every, c.checkpoint_every, c.log_every = 20, 0, 0, 10
   c.progress_bar = False
-  # whole runs on one device (8 simulated CPU devices once deadlocked in XLA's collectives;
-  # the 8-device step is its own test below)
   c.mesh.shape = {"data": 1}
-  for k, v in over.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return override(c, **over)
 
 
-def test_one_step_on_8_devices_equals_one_device():
+def check_step_on_8_devices(cfg) -> dict:
+  """One train step of `cfg` on 8 simulated devices equals the one-device step (losses,
+  parameters, BatchNorm statistics); returns the one-device step's metrics."""
   assert len(jax.devices()) >= 8
-  cfg = small_config()
   one = Trainer(cfg, mesh=Mesh(np.asarray(jax.devices()[:1]), ("data",)))
   eight = Trainer(cfg, mesh=Mesh(np.asarray(jax.devices()[:8]), ("data",)))
   # from a briefly trained state: at initialisation every objectness logit is ~0 (RPN weights
@@ -83,6 +79,11 @@ def test_one_step_on_8_devices_equals_one_device():
   tree_allclose(jax.device_get(s8.params), jax.device_get(s1.params), rtol=1e-5, atol=1e-6)
   tree_allclose(jax.device_get(s8.batch_stats), jax.device_get(s1.batch_stats), rtol=1e-5,
                 atol=1e-6)
+  return m1
+
+
+def test_one_step_on_8_devices_equals_one_device():
+  check_step_on_8_devices(small_config())
 
 
 NAMES = ("circle", "square", "triangle", "ellipse", "ring")

@@ -1,16 +1,14 @@
 """colab/instance.ipynb runs top to bottom (slow): a short version (12 steps per model, 64 px,
-the notebook's tiny models, 16-scene evaluation sets) through nbclient, as
-tests/test_detection_notebook.py runs colab/detection.ipynb. Asserts the figures and the
+the notebook's tiny models, 16-scene evaluation sets) through nbclient
+(tests/notebooks.py). Asserts the figures and the
 final table came out and what each run wrote to its work directory; prints the wall time."""
 from __future__ import annotations
 
 import json
 import math
-import os
-import time
 
 import pytest
-from conftest import REPO
+from notebooks import images, run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -25,31 +23,8 @@ RUNS = {"maskrcnn": ("Mask R-CNN", {"loss_objectness", "loss_rpn_box_reg", "loss
 
 
 def test_colab_instance_notebook_runs_top_to_bottom(tmp_path):
-  nbformat = pytest.importorskip("nbformat")
-  nbclient = pytest.importorskip("nbclient")
-  pytest.importorskip("ipykernel")
-  nb = nbformat.read(REPO / "colab" / "instance.ipynb", as_version=4)
-  assert not [o for cell in nb.cells for o in cell.get("outputs", [])]  # stored without outputs
-  env = {"JAXCV_NOTEBOOK_STEPS": str(STEPS), "JAXCV_NOTEBOOK_IMAGE_SIZE": "64",
-         "JAXCV_NOTEBOOK_WORKDIR": str(tmp_path / "run"), "XLA_FLAGS": ""}
-  old = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)  # the kernel inherits this process's environment
-  try:
-    t0 = time.time()
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}}).execute()
-  finally:
-    for k, v in old.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
-  print(f"notebook: {time.time() - t0:.0f} s, load {os.getloadavg()}")
-  outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-  assert not [o for o in outputs if o.output_type == "error"]
-  images = [o for o in outputs if "image/png" in o.get("data", {})]
-  assert len(images) == 6  # per model: the loss and metric curves, the task's picture
-  text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+  outputs, text = run_notebook("instance.ipynb", tmp_path / "run", STEPS)
+  assert len(images(outputs)) == 6  # per model: the loss and metric curves, the task's picture
   for label, _, _ in RUNS.values():
     assert f"{label}: {STEPS} steps in" in text
   assert "test map " in text and "mask_map" in text and "kp_map" in text and "pq_stuff" in text

@@ -16,7 +16,6 @@ Photometric kernels (torchvision semantics): `jaxcv.data.photometric`.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np

@@ -6,8 +6,8 @@ padded, with the split's preprocessing), through `jaxcv.metrics.coco.to_coco_gt`
 equal the batches' `image_id`, `area` is the batch's `area` (the instance-mask pixel count
 where the data set has masks), `iscrowd` and keypoints come along (in COCO's pixel
 convention, centres at integers: labelled keypoints' x, y minus 0.5, the inverse of the
-`coco_json` loader), and `segmentation` is the RLE of each instance mask. Category ids are
-the batch classes 1..C.
+`coco_json` loader), and `segmentation` is the RLE of each instance mask (counts as
+text: the dict is json-ready). Category ids are the batch classes 1..C.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def to_coco(dataset, batch_size: int = 16, category_names: Sequence[str] | None 
   `category_names[c - 1]` names class c (default: the class number); `keypoint_names` is
   added to every category (COCO's keypoint categories). With `path`, also written there.
   """
-  from jaxcv.metrics import coco  # noqa: PLC0415 - keeps jaxcv.data free of jax imports
+  from jaxcv.metrics import coco, coco_rle  # noqa: PLC0415 - keeps jaxcv.data free of jax imports
 
   counts = getattr(dataset, "class_counts", {})
   num_classes = int(counts.get("classes", dataset.num_classes))
@@ -52,6 +52,8 @@ def to_coco(dataset, batch_size: int = 16, category_names: Sequence[str] | None 
       cat["keypoints"] = [str(k) for k in keypoint_names]
       cat["skeleton"] = []
   for ann in gt["annotations"]:  # jaxcv's continuous pixels -> COCO's (centres at integers)
+    if "segmentation" in ann:  # json-ready: compressed counts as text
+      ann["segmentation"] = coco_rle.to_json(ann["segmentation"])
     if "keypoints" in ann:
       kp = np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)
       kp[kp[:, 2] > 0, :2] -= 0.5

@@ -30,6 +30,13 @@ def encode(mask: np.ndarray) -> dict:
   return {"size": [int(h), int(w)], "counts": counts_to_string(mask_counts(mask))}
 
 
+def to_json(rle: dict) -> dict:
+  """The RLE with its compressed `counts` as text, as COCO json files store it (pycocotools
+  returns bytes, which `json.dumps` refuses; both forms decode alike)."""
+  counts = rle.get("counts")
+  return {**rle, "counts": counts.decode("ascii")} if isinstance(counts, bytes) else rle
+
+
 def mask_counts(mask: np.ndarray) -> np.ndarray:
   """Uncompressed run lengths (int64) of a binary mask `[h, w]`, column-major."""
   flat = (np.asarray(mask) != 0).ravel(order="F").astype(np.int8)

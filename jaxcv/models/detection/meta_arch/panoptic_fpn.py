@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 
 from jaxcv.models.detection.meta_arch.faster_rcnn import HEADS
