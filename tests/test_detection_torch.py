@@ -53,6 +53,12 @@ def torch_model(name, seed, **kwargs):
   else:
     m = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
                                                     num_classes=C + 1, **size, **kwargs)
+  return trained_range(m)
+
+
+def trained_range(m):
+  """Random BatchNorm statistics, and the random heads scaled to a trained detector's range
+  (the module docstring says why)."""
   randomize_batchnorm(m)
   with torch.no_grad():
     m.rpn.head.cls_logits.weight.normal_(0.0, 0.03)
@@ -73,21 +79,28 @@ def to_torch(img):
 _COMPILED = {}
 
 
-def compiled(model, train):
-  key = (model, train)
+def compiled(model, train, post=None):
+  """The model's apply jitted once per (model, mode, post) and shared by the cases: train
+  mode returns the losses (every sampler's draw from one key), eval mode `(dets, aux)`, with
+  `post(dets, images) -> dets` applied inside the jit where given."""
+  key = (model, train, post)
   if key not in _COMPILED:
     if train:
       _COMPILED[key] = jax.jit(lambda v, x, t: model.apply(
           v, x, None, t, train=True, rngs={"sample": jax.random.key(0)},
           mutable=["batch_stats"])[0][0])
     else:
-      _COMPILED[key] = jax.jit(lambda v, x: model.apply(v, x))
+      def run(v, x):
+        dets, aux = model.apply(v, x)
+        return (dets if post is None else post(dets, x)), aux
+      _COMPILED[key] = jax.jit(run)
   return _COMPILED[key]
 
 
-def same_set(ours_boxes, ours_scores, ours_classes, ref_boxes, ref_scores, ref_classes):
+def same_set(ours_boxes, ours_scores, ours_classes, ref_boxes, ref_scores, ref_classes,
+             px=1e-3):
   """None if equal as sets (same count, a one-to-one pairing of the same class with boxes
-  within 1e-3 px and scores within 1e-4), else what differs."""
+  within `px` pixels and scores within 1e-4), else what differs."""
   if len(ours_boxes) != len(ref_boxes):
     return f"{len(ours_boxes)} vs {len(ref_boxes)} boxes"
   if not len(ref_boxes):
@@ -97,8 +110,8 @@ def same_set(ours_boxes, ours_scores, ours_classes, ref_boxes, ref_scores, ref_c
     cost = np.where(ours_classes[:, None] == ref_classes[None], cost, 1e9)
   rows, cols = linear_sum_assignment(cost)
   worst = cost[rows, cols].max()
-  if worst > 1e-3:
-    return f"{int((cost[rows, cols] > 1e-3).sum())} boxes differ, by up to {worst:.3g} px"
+  if worst > px:
+    return f"{int((cost[rows, cols] > px).sum())} boxes differ, by up to {worst:.3g} px"
   if ours_scores is not None:
     diff = np.abs(ours_scores[rows] - ref_scores[cols]).max()
     if diff > 1e-4:
@@ -204,21 +217,35 @@ TARGETS = {
 }
 
 
-def check_train(name, seed):
+def check_train(name, seed, extra=None, proposals=None, make=None):
+  """Train mode with both samplers taking every candidate: the losses equal torchvision's to
+  1e-4 relative (and the same set of them). `extra`: per-object targets beyond boxes and
+  classes (`masks` [B, M, H, W], `keypoints` [B, M, K, 3]); `proposals`: the RPN's
+  post-NMS top-n in training on both sides (default torchvision's 2000; a smaller one keeps
+  the mask and keypoint branches cheap); `make(name, seed, **kwargs)`: the torchvision model
+  (default this module's `torch_model`)."""
+  top = {} if proposals is None else {"rpn_post_nms_top_n_train": proposals}
   every = dict(rpn_batch_size_per_image=100_000, rpn_positive_fraction=1.0,
-               box_batch_size_per_image=100_000, box_positive_fraction=1.0)
-  tm = torch_model(name, seed, **every)
+               box_batch_size_per_image=100_000, box_positive_fraction=1.0, **top)
+  tm = (make or torch_model)(name, seed, **every)
   tm.eval()  # BatchNorm as in evaluation on both sides; the heads' training paths
   tm.rpn.training = tm.roi_heads.training = True
-  # exactly-sized static samplers: every anchor / candidate fits in its slots
+  # exactly-sized static samplers: every anchor / candidate (proposals + ground truth) fits
   num_anchors = 3 * sum((H // s) * (W // s) for s in (4, 8, 16, 32)) + 3 * 2 * 3
-  model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5,
+  model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5, **top,
                           rpn_batch_size_per_image=num_anchors, rpn_positive_fraction=1.0,
-                          box_batch_size_per_image=2000 + 3, box_positive_fraction=1.0)
+                          box_batch_size_per_image=(proposals or 2000) + 3,
+                          box_positive_fraction=1.0)
   img = images(seed)
-  targets = [{"boxes": torch.from_numpy(TARGETS["boxes"][b][TARGETS["box_valid"][b]]),
-              "labels": torch.from_numpy(TARGETS["classes"][b][TARGETS["box_valid"][b]]).long()}
-             for b in range(2)]
+  extra = extra or {}
+  targets = []
+  for b in range(2):
+    keep = TARGETS["box_valid"][b]
+    t = {"boxes": torch.from_numpy(TARGETS["boxes"][b][keep]),
+         "labels": torch.from_numpy(TARGETS["classes"][b][keep]).long()}
+    for k, v in extra.items():
+      t[k] = torch.from_numpy(v[b][keep].astype(np.uint8) if k == "masks" else v[b][keep])
+    targets.append(t)
   with torch.no_grad():
     il, t = tm.transform(to_torch(img), targets)
     feats = tm.backbone(il.tensors)
@@ -226,18 +253,23 @@ def check_train(name, seed):
     _, roi_losses = tm.roi_heads(feats, props, il.image_sizes, t)
   ref = {k: float(v) for k, v in {**rpn_losses, **roi_losses}.items()}
   # jaxcv's BatchNorm in inference mode too: frozen_stages names every module with one
-  frozen = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "box_head")
-  model = model.clone(frozen_stages=frozen) if model.backbone_norm == "batch" else model
+  frozen = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "box_head", "mask_head")
+  if model.backbone_norm == "batch":
+    model = model.clone(frozen_stages=tuple(f for f in frozen if f in model.module_names))
   losses = compiled(model, True)(variables, jnp.asarray((img - MEAN) / STD),
-                                 {k: jnp.asarray(v) for k, v in TARGETS.items()})
+                                 {k: jnp.asarray(v) for k, v in {**TARGETS, **extra}.items()})
+  assert set(ref) == set(losses), (sorted(ref), sorted(losses))
   for k, v in ref.items():
     assert abs(float(losses[k]) - v) <= 1e-4 * abs(v), (k, float(losses[k]), v)
 
 
-def run_cases(name, seeds):
+def run_cases(name, seeds, check=None):
+  """`check(name, seed, traced)` (default `check_eval`) per seed, two images each: at most a
+  fifth of the images may differ, each traced to float rounding at a threshold (an NMS /
+  top-n tie) in `traced`."""
   traced = []
   for seed in seeds:
-    check_eval(name, seed, traced)
+    (check or check_eval)(name, seed, traced)
   cases = 2 * len(seeds)
   print(f"\n{name}: {cases - len(traced)} of {cases} images equal end to end; traced to "
         f"float rounding at a threshold: {traced or 'none'}")

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 from scipy.optimize import linear_sum_assignment
 
-from test_detection_torch import (MEAN, STD, H, W, TARGETS, images, relative_error, same_set,
-                                  to_torch, torch, torchvision)
-from torch_reference import randomize_batchnorm
+from test_detection_torch import (MEAN, STD, H, W, TARGETS, compiled, images, relative_error,
+                                  same_set, to_torch, torch, torchvision, trained_range)
+from test_detection_torch import check_train as detection_check_train
+from test_detection_torch import run_cases
 
 from torchvision.models.detection import KeypointRCNN, MaskRCNN  # noqa: E402
 from torchvision.models.detection.backbone_utils import BackboneWithFPN  # noqa: E402
@@ -65,33 +66,14 @@ def torch_model(name, seed, **kwargs):
     m = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None,
                                                     num_classes=C + 1, **extra, **size,
                                                     **kwargs)
-  randomize_batchnorm(m)
-  with torch.no_grad():  # a trained detector's range (see tests/test_detection_torch.py)
-    m.rpn.head.cls_logits.weight.normal_(0.0, 0.03)
-    m.rpn.head.bbox_pred.weight.mul_(0.01)
-    m.roi_heads.box_predictor.bbox_pred.weight.mul_(0.1)
-    m.roi_heads.box_predictor.cls_score.weight.mul_(0.3)
-  return m
+  return trained_range(m)
 
 
-_COMPILED = {}
-
-
-def compiled(model, train):
-  key = (model, train)
-  if key not in _COMPILED:
-    if train:
-      _COMPILED[key] = jax.jit(lambda v, x, t: model.apply(
-          v, x, None, t, train=True, rngs={"sample": jax.random.key(0)},
-          mutable=["batch_stats"])[0][0])
-    else:
-      def run(v, x):
-        dets, aux = model.apply(v, x)
-        if "mask_probs" in dets:
-          dets = dict(dets, masks=paste_masks(dets, x.shape[1:3], threshold=None))
-        return dets, aux
-      _COMPILED[key] = jax.jit(run)
-  return _COMPILED[key]
+def with_pasted_masks(dets, x):
+  """Mask R-CNN's detections with their masks pasted into the image (probabilities)."""
+  if "mask_probs" not in dets:
+    return dets
+  return dict(dets, masks=paste_masks(dets, x.shape[1:3], threshold=None))
 
 
 def pair(ours_boxes, ref_boxes):
@@ -109,7 +91,8 @@ def check_eval(name, seed, report):
   tm = torch_model(name, seed).eval()
   model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5)
   img = images(seed)
-  out, aux = jax.device_get(compiled(model, False)(variables, jnp.asarray((img - MEAN) / STD)))
+  out, aux = jax.device_get(compiled(model, False, with_pasted_masks)(
+      variables, jnp.asarray((img - MEAN) / STD)))
   with torch.no_grad():
     il, _ = tm.transform(to_torch(img))
     feats = tm.backbone(il.tensors)
@@ -161,13 +144,7 @@ def check_eval(name, seed, report):
 
 
 def run_eval(name, seeds):
-  report = []
-  for seed in seeds:
-    check_eval(name, seed, report)
-  cases = 2 * len(seeds)
-  print(f"\n{name}: {cases - len(report)} of {cases} images equal end to end; others: "
-        f"{report or 'none'}")
-  assert len(report) <= cases // 5, report
+  run_cases(name, seeds, check_eval)
 
 
 def gt_masks():
@@ -191,43 +168,21 @@ def gt_keypoints():
   return np.concatenate([xy, v], -1).astype(np.float32)
 
 
-def check_train(name, seed):
-  every = dict(rpn_post_nms_top_n_train=100, rpn_batch_size_per_image=100_000,
-               rpn_positive_fraction=1.0, box_batch_size_per_image=100_000,
-               box_positive_fraction=1.0)
-  tm = torch_model(name, seed, **every)
-  tm.eval()
-  tm.rpn.training = tm.roi_heads.training = True
-  num_anchors = 3 * sum((H // s) * (W // s) for s in (4, 8, 16, 32)) + 3 * 2 * 3
-  model, variables = load(name, tm.state_dict(), norm_epsilon=1e-5,
-                          rpn_post_nms_top_n_train=100,
-                          rpn_batch_size_per_image=num_anchors, rpn_positive_fraction=1.0,
-                          box_batch_size_per_image=100 + 3, box_positive_fraction=1.0)
-  img = images(seed)
-  extra = {"masks": gt_masks()} if name.startswith("mask") else {"keypoints": gt_keypoints()}
-  tgt = {**TARGETS, **extra}
-  targets = []
-  for b in range(2):
-    keep = TARGETS["box_valid"][b]
-    t = {"boxes": torch.from_numpy(TARGETS["boxes"][b][keep]),
-         "labels": torch.from_numpy(TARGETS["classes"][b][keep]).long()}
-    for k, v in extra.items():
-      t[k] = torch.from_numpy(v[b][keep].astype(np.uint8) if k == "masks" else v[b][keep])
-    targets.append(t)
+def calm_rpn(name, seed, **kwargs):
+  """torchvision's full-width model with its RPN's objectness weights scaled by 0.02: at
+  init the R50 RPN's logits are so large that most objectness scores round to exactly 1.0,
+  and the top-100 proposal cut is then a tie broken differently by torch.topk and
+  lax.top_k (a different proposal set, a different box loss); scaled, the cut is not tied."""
+  tm = torch_model(name, seed, **kwargs)
   with torch.no_grad():
-    il, t = tm.transform(to_torch(img), targets)
-    feats = tm.backbone(il.tensors)
-    props, rpn_losses = tm.rpn(il, feats, t)
-    _, roi_losses = tm.roi_heads(feats, props, il.image_sizes, t)
-  ref = {k: float(v) for k, v in {**rpn_losses, **roi_losses}.items()}
-  frozen = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "box_head", "mask_head")
-  if model.backbone_norm == "batch":
-    model = model.clone(frozen_stages=tuple(f for f in frozen if f in model.module_names))
-  losses = compiled(model, True)(variables, jnp.asarray((img - MEAN) / STD),
-                                 {k: jnp.asarray(v) for k, v in tgt.items()})
-  assert set(ref) == set(losses), (sorted(ref), sorted(losses))
-  for k, v in ref.items():
-    assert abs(float(losses[k]) - v) <= 1e-4 * abs(v), (k, float(losses[k]), v)
+    tm.rpn.head.cls_logits.weight.mul_(0.02)
+  return tm
+
+
+def check_train(name, seed):
+  extra = {"masks": gt_masks()} if name.startswith("mask") else {"keypoints": gt_keypoints()}
+  detection_check_train(name, seed, extra, proposals=100,
+                        make=torch_model if name in SMALL else calm_rpn)
 
 
 # the fast suite's budget: Mask R-CNN's small model there, Keypoint R-CNN's slow (.ci/run)
