@@ -35,12 +35,13 @@ SMALL_MODEL = {"width": 8, "fpn_channels": 16, "representation_size": 64,
 CANVAS = [("resize_to_canvas", {"min_size": 64, "max_size": 64, "canvas": 64})]
 
 
-def small_config(name="fasterrcnn_shapes", **over):
-  """configs/NAME.py at 64 px with the small model, 64/16/16 scenes, 20 steps, one device
-  (whole runs on one device: 8 simulated CPU devices once deadlocked in XLA's collectives;
-  the 8-device step is `check_step_on_8_devices`); `over`: dotted-key overrides."""
+def small_config(name="fasterrcnn_shapes", model=None, **over):
+  """configs/NAME.py at 64 px with the small model (`model`: its changes, default the
+  two-stage detectors' SMALL_MODEL), 64/16/16 scenes, 20 steps, one device (whole runs on
+  one device: 8 simulated CPU devices once deadlocked in XLA's collectives; the 8-device step
+  is `check_step_on_8_devices`); `over`: dotted-key overrides."""
   c = load_config(name)
-  c.model.update(SMALL_MODEL)
+  c.model.update(SMALL_MODEL if model is None else model)
   c.data.image_size = 64
   c.data.preprocess = CANVAS
   c.data.split_sizes = {"train": 64, "validation": 16, "test": 16}

@@ -74,6 +74,25 @@ def keypoint_rcnn(**changes) -> dict:
                         **changes})
 
 
+def retinanet(**changes) -> dict:
+  """A small RetinaNet for 128x128 scenes: `faster_rcnn()`'s ResNet-18 at width 16 and
+  64-channel FPN (P3..P7), torchvision's three anchor sizes per level scaled from 32..512 to
+  8..128 px (8, 10, 12 on P3 up to 128, 161, 203 on P7), at most 100 detections per image
+  (torchvision: 300; the scenes hold at most 8 objects); `changes` override."""
+  sizes = tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in (8, 16, 32, 64, 128))
+  return {"name": "retinanet_resnet18_fpn", "width": 16, "backbone_norm": "batch",
+          "trainable_backbone_layers": 5, "fpn_channels": 64, "anchor_sizes": sizes,
+          "detections_per_img": 100, **changes}
+
+
+def fcos(**changes) -> dict:
+  """A small FCOS for 128x128 scenes: `retinanet()`'s backbone and FPN, torchvision's
+  per-level squares 8..128 px (the strides) and scale ranges (the scenes' objects, 8-60 px,
+  fall almost all in P3's range, up to 64 px); `changes` override."""
+  return {"name": "fcos_resnet18_fpn", "width": 16, "backbone_norm": "batch",
+          "trainable_backbone_layers": 5, "fpn_channels": 64, **changes}
+
+
 def with_keys(c: ml_collections.ConfigDict, *keys: str) -> ml_collections.ConfigDict:
   """`c` with more per-object labels loaded (`masks`, `keypoints`)."""
   c.data["keys"] = tuple(c.data["keys"]) + tuple(keys)

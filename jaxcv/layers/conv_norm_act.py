@@ -25,7 +25,8 @@ lecun_normal = nn.initializers.lecun_normal()
 
 def torch_conv(features: int, kernel: int, strides: int = 1, dilation: int = 1, *,
                use_bias: bool = False, groups: int = 1, dtype: Any = jnp.float32,
-               kernel_init: Callable = kaiming_fan_out, name: str | None = None) -> nn.Conv:
+               kernel_init: Callable = kaiming_fan_out,
+               bias_init: Callable = nn.initializers.zeros, name: str | None = None) -> nn.Conv:
   """`nn.Conv` as torch `Conv2d(k, stride, padding=dilation * (k - 1) // 2, dilation, groups)`.
 
   Explicit symmetric padding (flax's 'SAME' pads stride-2 convs differently from torch, so
@@ -34,7 +35,8 @@ def torch_conv(features: int, kernel: int, strides: int = 1, dilation: int = 1, 
   pad = dilation * (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), (strides, strides), padding=((pad, pad),) * 2,
                  kernel_dilation=(dilation, dilation), feature_group_count=groups,
-                 use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, name=name,
+                 use_bias=use_bias, dtype=dtype, kernel_init=kernel_init, bias_init=bias_init,
+                 name=name,
                  conv_general_dilated=conv_general_dilated)
 
 

@@ -17,7 +17,8 @@ from jaxcv.ops.anchors import (YOLO_PRIOR_NAMES, cell_anchors, grid_anchors,  # 
                                ssd_default_boxes, ssd_num_anchors_per_location, yolo_priors)
 from jaxcv.ops.box_coder import (YoloTargets, decode_boxes, encode_boxes,  # noqa: F401
                                  fcos_centerness, fcos_decode, fcos_ltrb_pairwise,
-                                 fcos_ltrb_targets, wh_iou, yolo_decode, yolo_encode)
+                                 fcos_ltrb_targets, linear_decode, linear_encode, wh_iou,
+                                 yolo_decode, yolo_encode)
 from jaxcv.ops.boxes import (InvalidBoxesError, box_area, box_convert, box_iou,  # noqa: F401
                              check_boxes, clip_boxes, complete_box_iou, distance_box_iou,
                              elementwise_box_iou, elementwise_complete_box_iou,

@@ -9,7 +9,15 @@
 - `roi_heads/`: `box_head.py` (TwoMLPHead, the v2 conv+FC head), `box_predictor.py`
   (FastRCNNPredictor), `sampling.py` (proposal matching and sampling for training),
   `fast_rcnn.py` (the box losses and the test-time postprocess).
-- `meta_arch/`: whole detectors, each saying only what differs (`faster_rcnn.py`).
+- `dense_heads/`: the one-stage detectors' shared parts, each usable alone:
+  `retinanet_head.py` (the conv tower and RetinaNetHead), `fcos_head.py`,
+  `anchor_assignment.py` (IoU matching of ground truth to anchors, also the RPN's),
+  `fcos_loss.py` (FCOS's point assignment and losses), `retinanet_loss.py` (focal and box
+  losses), `postprocess.py` (per-level top-k, class-aware NMS: RetinaNet's and FCOS's
+  test-time selection).
+- `meta_arch/`: whole detectors, each saying only what differs (`faster_rcnn.py`,
+  `mask_rcnn.py`, `keypoint_rcnn.py`, `panoptic_fpn.py`; `dense_detector.py` with
+  `retinanet.py` and `fcos.py`); `inputs.py` the input checks they share.
 
 The output contract (docs/conventions.md, "Detection outputs"): in evaluation a detector
 returns `{"boxes" [B, D, 4], "scores" [B, D], "classes" [B, D] (1..C), "valid" [B, D]}` in

@@ -5,8 +5,9 @@ For input maps `C_2 .. C_k` (finest first): a lateral 1x1 conv per level (`inner
 top-down pathway that adds the nearest-neighbour upsampled coarser sum (torch
 `F.interpolate(mode="nearest", size=...)`), and a 3x3 conv per level (`layer{i}`) on each
 sum. Extra levels: `"maxpool"` appends `max_pool(P_k, kernel 1, stride 2)` (Faster R-CNN's
-"pool" level, P6); `"p6p7"` appends P6 = 3x3/2 conv and P7 = 3x3/2 conv of ReLU(P6), on
-P_k when the input and output channels are equal, else on C_k (RetinaNet, FCOS).
+"pool" level, P6); `"p6p7"` appends P6 = 3x3/2 conv of P_k and P7 = 3x3/2 conv of ReLU(P6)
+(torchvision's `LastLevelP6P7(256, 256)`: RetinaNet v1, FCOS); `"p6p7_c5"` the same with P6
+on the last input map C_k (`LastLevelP6P7(2048, 256)`: RetinaNet v2).
 
 `norm`: None (v1: convs with bias) or a norm constructor (`jaxcv.layers.norm_layer`, v2's
 BatchNorm: convs without bias, then the norm). Params: `inner{i}/conv`, `inner{i}/bn`,
@@ -25,7 +26,7 @@ from jaxcv.layers.conv_norm_act import ConvNormAct, torch_conv
 from jaxcv.layers.upsample import resize
 from jaxcv.models import common
 
-EXTRA_BLOCKS = ("maxpool", "p6p7", None)
+EXTRA_BLOCKS = ("maxpool", "p6p7", "p6p7_c5", None)
 
 # torchvision's FPN convs: kaiming_uniform_(a=1) weights, zero bias.
 kaiming_uniform_a1 = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
@@ -60,9 +61,8 @@ class FPN(nn.Module):
       results.insert(0, block(i, "layer", inner))
     if self.extra_blocks == "maxpool":
       results.append(common.max_pool(results[-1], 1, 2))
-    elif self.extra_blocks == "p6p7":
-      use_p5 = features[last].shape[-1] == self.out_channels
-      src = results[-1] if use_p5 else features[last]
+    elif self.extra_blocks in ("p6p7", "p6p7_c5"):
+      src = results[-1] if self.extra_blocks == "p6p7" else features[last]
       p6 = torch_conv(self.out_channels, 3, 2, use_bias=True, dtype=self.dtype,
                       kernel_init=kaiming_uniform_a1, name="p6")(src)
       p7 = torch_conv(self.out_channels, 3, 2, use_bias=True, dtype=self.dtype,

@@ -40,9 +40,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxcv.layers.norm import norm_layer
-from jaxcv.models import common
 from jaxcv.models.detection.backbone.fpn import FPN
 from jaxcv.models.detection.backbone.resnet_fpn import resnet_fpn_features
+from jaxcv.models.detection.meta_arch.inputs import check_detector_inputs, full_image_hw
 from jaxcv.models.detection.proposal_generator.anchor_generator import (
     DEFAULT_ASPECT_RATIOS, DEFAULT_SIZES, anchors_for, check_anchor_config)
 from jaxcv.models.detection.proposal_generator.rpn import (anchor_targets, rpn_losses,
@@ -145,34 +145,17 @@ class FasterRCNN(nn.Module):
     return train and name not in self.frozen_stages
 
   def _check(self, images, image_hw, targets, train):
-    name = type(self).__name__
-    common.check_image(images, name, multiple=32)
-    common.check_frozen(self.frozen_stages, list(self.module_names), name)
-    b = images.shape[0]
-    if image_hw is not None and tuple(image_hw.shape) != (b, 2):
-      raise ValueError(f"{name}: image_hw must be [B, 2] = {(b, 2)} (valid height, width); "
-                       f"got shape {tuple(image_hw.shape)}")
     if self.box_head not in ("two_mlp", "conv_fc"):
-      raise ValueError(f"{name}: box_head must be 'two_mlp' or 'conv_fc'; got "
+      raise ValueError(f"{type(self).__name__}: box_head must be 'two_mlp' or 'conv_fc'; got "
                        f"{self.box_head!r}")
-    if train:
-      if targets is None or any(k not in targets for k in self.target_keys):
-        raise ValueError(f"{name} in training needs targets with keys {list(self.target_keys)}; "
-                         f"got {None if targets is None else sorted(targets)}")
-      m = targets["boxes"].shape[1] if targets["boxes"].ndim == 3 else -1
-      for k, shape in (("boxes", (b, m, 4)), ("classes", (b, m)), ("box_valid", (b, m))):
-        if tuple(targets[k].shape) != shape:
-          raise ValueError(f"{name}: targets[{k!r}] must have shape {shape} [B, M, ...]; got "
-                           f"{tuple(targets[k].shape)}")
-      self.check_targets(targets, b, m, tuple(images.shape[1:3]))
+    check_detector_inputs(self, images, image_hw, targets, train)
 
   @nn.compact
   def __call__(self, images: jax.Array, image_hw: jax.Array | None = None,
                targets: dict | None = None, train: bool = False):
     self._check(images, image_hw, targets, train)
     b, h, w, _ = images.shape
-    if image_hw is None:
-      image_hw = jnp.tile(jnp.array([[h, w]], jnp.int32), (b, 1))
+    image_hw = full_image_hw(images, image_hw)
     name = type(self).__name__
     fpn_norm = None if self.fpn_norm is None else functools.partial(
         norm_layer(self.fpn_norm, train and "fpn" not in self.frozen_stages, self.dtype,

@@ -24,10 +24,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcv.ops.box_coder import decode_boxes, encode_boxes
-from jaxcv.ops.boxes import box_iou, clip_boxes, small_boxes_mask
+from jaxcv.models.detection.dense_heads.anchor_assignment import (anchor_matches,
+                                                                  regression_targets)
+from jaxcv.ops.box_coder import decode_boxes
+from jaxcv.ops.boxes import clip_boxes, small_boxes_mask
 from jaxcv.ops.losses import smooth_l1_loss
-from jaxcv.ops.matching import balanced_sample, match, matches_to_labels
+from jaxcv.ops.matching import balanced_sample, matches_to_labels
 from jaxcv.ops.nms import batched_nms
 
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
@@ -80,17 +82,8 @@ def anchor_targets(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array,
                    fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3):
   """Per-anchor labels (1 object, 0 background, -1 ignored) `[B, N]` and regression targets
   `[B, N, 4]` (zeros off the positives), as torchvision's `assign_targets_to_anchors`."""
-
-  def one(gt, ok):
-    matches = match(box_iou(gt, anchors), fg_iou_thresh, bg_iou_thresh, True, gt_valid=ok)
-    labels = matches_to_labels(matches)
-    matched = gt[jnp.maximum(matches, 0)]
-    pos = labels == 1
-    safe_gt = jnp.where(pos[:, None], matched, anchors)  # no log(0) off the positives
-    targets = jnp.where(pos[:, None], encode_boxes(safe_gt, anchors, RPN_WEIGHTS), 0.0)
-    return labels, targets
-
-  return jax.vmap(one)(gt_boxes.astype(jnp.float32), gt_valid)
+  matches = anchor_matches(anchors, gt_boxes, gt_valid, fg_iou_thresh, bg_iou_thresh, True)
+  return matches_to_labels(matches), regression_targets(anchors, gt_boxes, matches, RPN_WEIGHTS)
 
 
 def rpn_losses(objectness: jax.Array, deltas: jax.Array, labels: jax.Array,

@@ -1,0 +1,122 @@
+"""What the one-stage dense detectors share (RetinaNet, FCOS; torchvision's `RetinaNet` and
+`FCOS` classes have the same skeleton): a ResNet's C3..C5 into an FPN with P6 and P7, a
+static anchor table, a head per location shared over the levels, and at test time the
+per-level top-k + class-aware NMS selection (`dense_heads.postprocess`). A subclass says
+what is its own: `head_outputs` (the head module and its outputs), `losses` (assignment and
+losses in training) and `scores_and_boxes` (test-time scores `[B, N, C]` and decoded boxes).
+
+Inputs and outputs as `FasterRCNN` (the `jaxcv.models.detection` contract): images
+`[B, H, W, 3]` normalised, H and W multiples of 32; `image_hw` `[B, 2]`; targets `boxes`,
+`classes` (1..C), `box_valid`. Training returns the subclass's loss dict (nothing is
+sampled: no PRNG stream), evaluation the detection dict with `D = detections_per_img`.
+`intermediates`: `fpn` (P3..P7), `anchors` `[N, 4]` and the head's outputs, plus what the
+subclass's losses add in training.
+
+Params: `stem`, `stage1`..`stage4` (ResNet), `fpn`, `head`. The classification outputs have
+`num_classes + 1` columns, column 0 torchvision's background, which no location is assigned
+to: it takes part in the focal loss (target 0, as torchvision) and is left out of the
+test-time candidates, so detected classes are 1..C.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxcv.models.detection.backbone.fpn import FPN
+from jaxcv.models.detection.backbone.resnet_fpn import resnet_fpn_features
+from jaxcv.models.detection.dense_heads.postprocess import dense_detections
+from jaxcv.models.detection.meta_arch.inputs import check_detector_inputs, full_image_hw
+from jaxcv.models.detection.proposal_generator.anchor_generator import (anchors_for,
+                                                                       check_anchor_config)
+
+TARGET_KEYS = ("boxes", "classes", "box_valid")
+MODULES = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "head")
+
+
+class DenseDetector(nn.Module):
+  """The shared skeleton; fields are torchvision's argument names where it has them."""
+  num_classes: int
+  # backbone + FPN (torchvision's _resnet_fpn_extractor(returned_layers=[2, 3, 4]))
+  backbone: str = "resnet50"
+  width: int = 64
+  backbone_norm: str = "frozen_batch"
+  norm_epsilon: float = 1e-5
+  num_groups: int = 32
+  trainable_backbone_layers: int = 3
+  fpn_channels: int = 256
+  fpn_extra: str = "p6p7"
+  # anchors (per level; the subclasses set torchvision's)
+  anchor_sizes: Sequence[Sequence[float]] = ((32,), (64,), (128,), (256,), (512,))
+  aspect_ratios: Sequence[Sequence[float]] = ((1.0,),)
+  prior_probability: float = 0.01
+  focal_alpha: float = 0.25
+  focal_gamma: float = 2.0
+  # test
+  score_thresh: float = 0.05
+  nms_thresh: float = 0.5
+  detections_per_img: int = 100
+  topk_candidates: int = 1000
+  dtype: Any = jnp.float32
+  frozen_stages: Sequence[str] = ()
+
+  @property
+  def max_detections(self) -> int:
+    return self.detections_per_img
+
+  @property
+  def target_keys(self) -> tuple[str, ...]:
+    return TARGET_KEYS
+
+  @property
+  def module_names(self) -> tuple[str, ...]:
+    return MODULES
+
+  def check_targets(self, targets: dict, b: int, m: int, hw: tuple[int, int]) -> None:
+    """Nothing beyond boxes and classes."""
+
+  def check_config(self) -> None:
+    """The subclass's own field checks (ValueErrors naming the field)."""
+
+  # the subclass's parts, called inside __call__ (their submodules are the model's)
+  def head_outputs(self, maps: list[jax.Array], num_anchors: int) -> dict:
+    raise NotImplementedError
+
+  def losses(self, outputs: dict, anchors: jax.Array, level_sizes: list[int],
+             targets: dict) -> tuple[dict, dict]:
+    """`(losses, intermediates to add)`."""
+    raise NotImplementedError
+
+  def scores_and_boxes(self, outputs: dict, anchors: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Test-time scores `[B, N, C]` (classes 1..C) and boxes `[B, N, 4]`."""
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, images: jax.Array, image_hw: jax.Array | None = None,
+               targets: dict | None = None, train: bool = False):
+    name = type(self).__name__
+    self.check_config()
+    check_detector_inputs(self, images, image_hw, targets, train)
+    b, h, w, _ = images.shape
+    image_hw = full_image_hw(images, image_hw)
+    fpn = FPN(self.fpn_channels, self.fpn_extra, None, self.dtype, name="fpn")
+    maps = resnet_fpn_features(
+        images.astype(self.dtype), backbone=self.backbone, width=self.width,
+        norm=self.backbone_norm, norm_epsilon=self.norm_epsilon, num_groups=self.num_groups,
+        trainable_layers=self.trainable_backbone_layers, frozen_stages=self.frozen_stages,
+        train=train, fpn=fpn, returned_stages=(2, 3, 4), dtype=self.dtype, model=name)
+    num_anchors = check_anchor_config(self.anchor_sizes, self.aspect_ratios, len(maps), name)
+    anchors, level_sizes = anchors_for((h, w), maps, self.anchor_sizes, self.aspect_ratios)
+    outputs = self.head_outputs(maps, num_anchors)
+    aux = {"fpn": maps, "anchors": anchors, **outputs}
+    if train:
+      losses, extra = self.losses(outputs, anchors, level_sizes, targets)
+      return losses, {**aux, **extra}
+    scores, boxes = self.scores_and_boxes(outputs, anchors)
+    dets = dense_detections(scores, boxes, level_sizes, image_hw,
+                            score_thresh=self.score_thresh,
+                            topk_candidates=self.topk_candidates, nms_thresh=self.nms_thresh,
+                            detections_per_img=self.detections_per_img)
+    return dets, aux
