@@ -11,8 +11,4 @@ from configs.base import detection
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = detection.get_config()
-  c.model = detection.retinanet()
-  c.transfer.head = ("head",)
-  c.transfer.init_exclude = ("head",)
-  return c
+  return detection.one_stage_config(detection.retinanet())

@@ -130,3 +130,15 @@ def test_retinanet_step_on_8_devices_equals_one_device():
   from test_detection_train import check_step_on_8_devices, small_config  # noqa: PLC0415
   m1 = check_step_on_8_devices(small_config("retinanet_shapes", model=TINY))
   assert {"classification", "bbox_regression"} <= set(m1)
+
+
+def test_a_dense_detector_without_its_hooks_is_named():
+  from jaxcv.models.detection.meta_arch.dense_detector import DenseDetector
+
+  class Headless(DenseDetector):
+    pass
+
+  with pytest.raises(TypeError, match="Headless is a DenseDetector without its own "
+                                      r"head_outputs\(\)"):
+    jax.eval_shape(Headless(num_classes=3, backbone="resnet18", **TINY).init,
+                   jax.random.key(0), X)

@@ -131,6 +131,21 @@ def tied(ours_boxes, ours_scores, ref_boxes, ref_scores) -> bool:
       all((ref_scores == v).sum() > 1 for v in ref_scores[missing])
 
 
+def same_or_tied(where, what, ours, ref, traced, scores=True) -> bool:
+  """Whether jaxcv's selection `ours` (boxes, scores, classes or None) equals torchvision's
+  `ref` on jaxcv's own head outputs as sets (`same_set`, scores compared where `scores`).
+  Where not, every difference must be at tied scores (`tied`), else the test fails; such a
+  case is recorded in `traced` and False returned (the later comparisons are then moot)."""
+  diff = same_set(ours[0], ours[1] if scores else None, ours[2],
+                  ref[0], ref[1] if scores else None, ref[2])
+  if diff is None:
+    return True
+  assert tied(ours[0], ours[1], ref[0], ref[1]), \
+      f"{where}: {what} differ from torchvision's on the same head outputs: {diff}"
+  traced.append(f"{where}: {what}: {diff}, all at tied scores")
+  return False
+
+
 def check_eval(name, seed, traced):
   """One seeded case. Head outputs must agree to 1e-4 relative; the proposal selection and
   the postprocess must give torchvision's sets exactly when torchvision runs them on
@@ -179,21 +194,14 @@ def check_eval(name, seed, traced):
     ref_logits = logits[start:start + len(ref_props)].numpy()
     start += len(ref_props)
     ours_scores = aux["proposal_scores"][b][pv[b]]
-    diff = same_set(ours_props, None, None, props_on_ours[b].numpy(), None, None)
-    if diff is not None:
-      assert tied(ours_props, ours_scores, props_on_ours[b].numpy(),
-                  scores_on_ours[b].numpy()), \
-          f"{where}: proposals differ from torchvision's selection on the same head outputs"
-      traced.append(f"{where}: proposals: {diff}, all at tied scores")
+    if not same_or_tied(where, "proposals", (ours_props, ours_scores, None),
+                        (props_on_ours[b].numpy(), scores_on_ours[b].numpy(), None), traced,
+                        scores=False):
       continue
     v = out["valid"][b]
     ours_dets = (out["boxes"][b][v], out["scores"][b][v], out["classes"][b][v])
     ref_on_ours = tuple(t[b].numpy() for t in dets_on_ours)
-    diff = same_set(*ours_dets, *ref_on_ours)
-    if diff is not None:
-      assert tied(ours_dets[0], ours_dets[1], ref_on_ours[0], ref_on_ours[1]), \
-          f"{where}: detections differ from torchvision's postprocess on the same head outputs"
-      traced.append(f"{where}: detections: {diff}, all at tied scores")
+    if not same_or_tied(where, "detections", ours_dets, ref_on_ours, traced):
       continue
     assert v.sum() > 0
     diff = same_set(ours_props, None, None, ref_props, None, None)

@@ -5,7 +5,8 @@ experiments (`faster_rcnn`).
 classes, crowd flags and areas, horizontal flips, the `resize_to_canvas` preprocess
 (torchvision's resize rule, the identity here, which records each image's valid size),
 the `detection` task (COCO mAP on the host), Adam with a cosine schedule. It sets no
-model: each experiment names its own (`faster_rcnn(...)` for Faster R-CNN).
+model: each experiment names its own (`faster_rcnn(...)` for Faster R-CNN);
+`one_stage_config(model)` is it for the one-stage detectors, whose head is `head`.
 """
 import ml_collections
 
@@ -42,6 +43,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.prefetch = 2
   c.data_workers = 1
   c.mesh = {"shape": {"data": -1}, "shard_params": False, "shard_params_min_size": 2**16}
+  return c
+
+
+def one_stage_config(model: dict) -> ml_collections.ConfigDict:
+  """`get_config()` for a one-stage detector (`retinanet()`, `fcos()`): the class and box
+  outputs are all in its `head` (not a `box_predictor`), which is what a transfer run
+  re-initialises and trains as the head."""
+  c = get_config()
+  c.model = model
+  c.transfer.head = ("head",)
+  c.transfer.init_exclude = ("head",)
   return c
 
 

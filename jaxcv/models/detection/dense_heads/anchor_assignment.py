@@ -41,3 +41,10 @@ def regression_targets(anchors: jax.Array, gt_boxes: jax.Array, matches: jax.Arr
   matched anchors."""
   codes = encode_boxes(matched_boxes(gt_boxes, matches, anchors), anchors, weights)
   return jnp.where((matches >= 0)[..., None], codes, 0.0)
+
+
+def class_targets(gt_classes: jax.Array, matches: jax.Array, num_columns: int) -> jax.Array:
+  """float32 `[B, N, K]` one-hot classification targets: each matched anchor's (or
+  location's) ground-truth class column, zeros for the unmatched (-1) and ignored (-2)."""
+  cls = jnp.take_along_axis(gt_classes, jnp.maximum(matches, 0), axis=1)
+  return jax.nn.one_hot(cls, num_columns, dtype=jnp.float32) * (matches >= 0)[..., None]

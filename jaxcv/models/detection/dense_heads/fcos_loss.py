@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxcv.models.detection.dense_heads.anchor_assignment import matched_boxes
+from jaxcv.models.detection.dense_heads.anchor_assignment import class_targets, matched_boxes
 from jaxcv.ops.box_coder import linear_decode, linear_encode
 from jaxcv.ops.losses import giou_loss, sigmoid_focal_loss
 
@@ -65,11 +65,9 @@ def fcos_losses(cls_logits: jax.Array, deltas: jax.Array, ctrness: jax.Array,
   """Args: cls_logits `[B, N, K]`, deltas `[B, N, 4]`, ctrness `[B, N]` (logits), anchors
   `[N, 4]`, matches `[B, N]` (`fcos_matches`), gt_boxes `[B, M, 4]`, gt_classes `[B, M]`.
   Returns `{"classification", "bbox_regression", "bbox_ctrness"}`."""
-  k = cls_logits.shape[-1]
   fg = matches >= 0
   num_fg = jnp.maximum(fg.sum(), 1).astype(jnp.float32)
-  cls = jnp.take_along_axis(gt_classes, jnp.maximum(matches, 0), axis=1)
-  target = jax.nn.one_hot(cls, k, dtype=jnp.float32) * fg[..., None]
+  target = class_targets(gt_classes, matches, cls_logits.shape[-1])
   loss_cls = sigmoid_focal_loss(cls_logits, target, alpha, gamma).sum() / num_fg
   matched = matched_boxes(gt_boxes, matches, anchors)      # the anchor itself off the fg
   giou = giou_loss(linear_decode(deltas, anchors[None]), matched, eps=1e-7)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcv.models.detection.dense_heads.anchor_assignment import (matched_boxes,
+from jaxcv.models.detection.dense_heads.anchor_assignment import (class_targets, matched_boxes,
                                                                   regression_targets)
 from jaxcv.ops.box_coder import decode_boxes
 from jaxcv.ops.losses import giou_loss, sigmoid_focal_loss, smooth_l1_loss
@@ -43,11 +43,9 @@ def retinanet_losses(cls_logits: jax.Array, deltas: jax.Array, anchors: jax.Arra
   """Args: cls_logits `[B, N, K]`, deltas `[B, N, 4]`, anchors `[N, 4]`, matches `[B, N]`
   (`anchor_matches`), gt_boxes `[B, M, 4]`, gt_classes `[B, M]` (columns of cls_logits).
   Returns `{"classification", "bbox_regression"}`."""
-  k = cls_logits.shape[-1]
   fg = matches >= 0
   num_fg = jnp.maximum(fg.sum(1), 1).astype(jnp.float32)                    # [B]
-  cls = jnp.take_along_axis(gt_classes, jnp.maximum(matches, 0), axis=1)
-  target = jax.nn.one_hot(cls, k, dtype=jnp.float32) * fg[..., None]
+  target = class_targets(gt_classes, matches, cls_logits.shape[-1])
   focal = sigmoid_focal_loss(cls_logits, target, alpha, gamma).sum(-1)     # [B, N]
   cls_loss = jnp.where(matches != BETWEEN_THRESHOLDS, focal, 0.0).sum(1) / num_fg
   box = box_loss_per_anchor(box_loss, deltas, anchors, gt_boxes, matches, beta)

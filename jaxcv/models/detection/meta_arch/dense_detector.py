@@ -26,13 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxcv.models.detection.backbone.fpn import FPN
-from jaxcv.models.detection.backbone.resnet_fpn import resnet_fpn_features
 from jaxcv.models.detection.dense_heads.postprocess import dense_detections
-from jaxcv.models.detection.meta_arch.inputs import check_detector_inputs, full_image_hw
-from jaxcv.models.detection.proposal_generator.anchor_generator import (anchors_for,
-                                                                       check_anchor_config)
-
-TARGET_KEYS = ("boxes", "classes", "box_valid")
+from jaxcv.models.detection.meta_arch.inputs import (TARGET_KEYS, check_detector_inputs,
+                                                     features_and_anchors, full_image_hw)
 MODULES = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "head")
 
 
@@ -80,35 +76,37 @@ class DenseDetector(nn.Module):
   def check_config(self) -> None:
     """The subclass's own field checks (ValueErrors naming the field)."""
 
-  # the subclass's parts, called inside __call__ (their submodules are the model's)
+  # The subclass's parts, called inside __call__ (their submodules are the model's). These
+  # are the abstract interface, not stubs: RetinaNet and FCOS define all three; a subclass
+  # that misses one is told which (flax modules are dataclasses, so no abc here).
   def head_outputs(self, maps: list[jax.Array], num_anchors: int) -> dict:
-    raise NotImplementedError
+    """The head module on the FPN maps: its outputs, `cls_logits` `[B, N, C + 1]` first."""
+    raise self._missing("head_outputs")
 
   def losses(self, outputs: dict, anchors: jax.Array, level_sizes: list[int],
              targets: dict) -> tuple[dict, dict]:
     """`(losses, intermediates to add)`."""
-    raise NotImplementedError
+    raise self._missing("losses")
 
   def scores_and_boxes(self, outputs: dict, anchors: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Test-time scores `[B, N, C]` (classes 1..C) and boxes `[B, N, 4]`."""
-    raise NotImplementedError
+    raise self._missing("scores_and_boxes")
+
+  def _missing(self, hook: str) -> TypeError:
+    return TypeError(f"{type(self).__name__} is a DenseDetector without its own {hook}(): a "
+                     f"dense detector says its head_outputs, losses and scores_and_boxes "
+                     f"(see RetinaNet, FCOS)")
 
   @nn.compact
   def __call__(self, images: jax.Array, image_hw: jax.Array | None = None,
                targets: dict | None = None, train: bool = False):
-    name = type(self).__name__
     self.check_config()
     check_detector_inputs(self, images, image_hw, targets, train)
-    b, h, w, _ = images.shape
     image_hw = full_image_hw(images, image_hw)
     fpn = FPN(self.fpn_channels, self.fpn_extra, None, self.dtype, name="fpn")
-    maps = resnet_fpn_features(
-        images.astype(self.dtype), backbone=self.backbone, width=self.width,
-        norm=self.backbone_norm, norm_epsilon=self.norm_epsilon, num_groups=self.num_groups,
-        trainable_layers=self.trainable_backbone_layers, frozen_stages=self.frozen_stages,
-        train=train, fpn=fpn, returned_stages=(2, 3, 4), dtype=self.dtype, model=name)
-    num_anchors = check_anchor_config(self.anchor_sizes, self.aspect_ratios, len(maps), name)
-    anchors, level_sizes = anchors_for((h, w), maps, self.anchor_sizes, self.aspect_ratios)
+    # C3..C5 (torchvision's _resnet_fpn_extractor(returned_layers=[2, 3, 4])), then P6, P7
+    maps, anchors, level_sizes, num_anchors = features_and_anchors(
+        self, images, fpn, train, returned_stages=(2, 3, 4))
     outputs = self.head_outputs(maps, num_anchors)
     aux = {"fpn": maps, "anchors": anchors, **outputs}
     if train:

@@ -41,10 +41,10 @@ import jax.numpy as jnp
 
 from jaxcv.layers.norm import norm_layer
 from jaxcv.models.detection.backbone.fpn import FPN
-from jaxcv.models.detection.backbone.resnet_fpn import resnet_fpn_features
-from jaxcv.models.detection.meta_arch.inputs import check_detector_inputs, full_image_hw
+from jaxcv.models.detection.meta_arch.inputs import (TARGET_KEYS, check_detector_inputs,
+                                                     features_and_anchors, full_image_hw)
 from jaxcv.models.detection.proposal_generator.anchor_generator import (
-    DEFAULT_ASPECT_RATIOS, DEFAULT_SIZES, anchors_for, check_anchor_config)
+    DEFAULT_ASPECT_RATIOS, DEFAULT_SIZES)
 from jaxcv.models.detection.proposal_generator.rpn import (anchor_targets, rpn_losses,
                                                           select_proposals)
 from jaxcv.models.detection.proposal_generator.rpn_head import RPNHead
@@ -56,7 +56,6 @@ from jaxcv.models.detection.roi_heads.sampling import sample_rois
 from jaxcv.models.registry import register
 from jaxcv.ops.roi import multiscale_roi_align
 
-TARGET_KEYS = ("boxes", "classes", "box_valid")
 HEADS = ("stem", "stage1", "stage2", "stage3", "stage4", "fpn", "rpn_head", "box_head",
          "box_predictor")
 
@@ -156,18 +155,11 @@ class FasterRCNN(nn.Module):
     self._check(images, image_hw, targets, train)
     b, h, w, _ = images.shape
     image_hw = full_image_hw(images, image_hw)
-    name = type(self).__name__
     fpn_norm = None if self.fpn_norm is None else functools.partial(
         norm_layer(self.fpn_norm, train and "fpn" not in self.frozen_stages, self.dtype,
                    num_groups=self.num_groups))
     fpn = FPN(self.fpn_channels, "maxpool", fpn_norm, self.dtype, name="fpn")
-    maps = resnet_fpn_features(
-        images.astype(self.dtype), backbone=self.backbone, width=self.width,
-        norm=self.backbone_norm, norm_epsilon=self.norm_epsilon, num_groups=self.num_groups,
-        trainable_layers=self.trainable_backbone_layers, frozen_stages=self.frozen_stages,
-        train=train, fpn=fpn, dtype=self.dtype, model=name)
-    num_anchors = check_anchor_config(self.anchor_sizes, self.aspect_ratios, len(maps), name)
-    anchors, level_sizes = anchors_for((h, w), maps, self.anchor_sizes, self.aspect_ratios)
+    maps, anchors, level_sizes, num_anchors = features_and_anchors(self, images, fpn, train)
     objectness, deltas = RPNHead(num_anchors, self.rpn_conv_depth, self.dtype,
                                  name="rpn_head")(maps)
     top_n = ((self.rpn_pre_nms_top_n_train, self.rpn_post_nms_top_n_train) if train else
