@@ -16,7 +16,7 @@ from torch_reference import import_torchvision
 from jaxcv.ops import anchors, box_coder, matching
 
 torch, torchvision = import_torchvision()
-from torchvision.models.detection._utils import BoxCoder, Matcher
+from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder, Matcher
 from torchvision.models.detection.anchor_utils import (
   AnchorGenerator,
   DefaultBoxGenerator,
@@ -54,6 +54,24 @@ def test_encode_matches_torchvision(weights):
     got = np.asarray(jitted_encode(weights)(gt, anchors_))
     worst = max(worst, np.abs(got - want).max())
   assert worst <= 1e-5, worst
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_linear_coder_matches_torchvision(normalize):
+  # FCOS's BoxLinearCoder: encode(reference_boxes, proposals) and decode(codes, boxes).
+  rng = np.random.default_rng(3)
+  coder = BoxLinearCoder(normalize_by_size=normalize)
+  ref, boxes = random_boxes(rng, N), random_boxes(rng, N)
+  want = coder.encode(torch.from_numpy(ref), torch.from_numpy(boxes)).numpy()
+  got = np.asarray(box_coder.linear_encode(ref, boxes, normalize_by_size=normalize))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+  codes = rng.normal(size=(N, 4)).astype(np.float32)
+  want = coder.decode(torch.from_numpy(codes), torch.from_numpy(ref)).numpy()
+  got = np.asarray(box_coder.linear_decode(codes, ref, normalize_by_size=normalize))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+  np.testing.assert_allclose(box_coder.linear_decode(box_coder.linear_encode(
+      ref, boxes, normalize_by_size=normalize), ref, normalize_by_size=normalize), boxes,
+      rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("weights", WEIGHTS)

@@ -305,42 +305,35 @@ def fcos_centerness(ltrb: jax.Array) -> jax.Array:
   return jnp.where(inside, jnp.sqrt(ratio), 0.0)
 
 
+def _centres_and_sizes(boxes: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Centres `[..., 2]` and `(w, h, w, h)` `[..., 4]` of xyxy boxes."""
+  centres = 0.5 * (boxes[..., :2] + boxes[..., 2:])
+  wh = boxes[..., 2:] - boxes[..., :2]
+  return centres, jnp.concatenate([wh, wh], axis=-1)
+
+
 def linear_encode(reference_boxes: jax.Array, proposals: jax.Array,
                   normalize_by_size: bool = True) -> jax.Array:
-  """FCOS's codes: distances `(l, t, r, b)` from the centre of each `reference_boxes` (the
-  anchors) to the sides of `proposals` (the boxes to encode), divided by the anchor's
-  `(w, h, w, h)` when `normalize_by_size`, as torchvision's
-  `BoxLinearCoder(normalize_by_size).encode(reference_boxes, proposals)`. `[..., 4]`
-  xyxy, broadcasting."""
+  """FCOS's codes, as torchvision's `BoxLinearCoder(normalize_by_size).encode(reference_boxes,
+  proposals)`: `fcos_ltrb_targets` from the centre of each `reference_boxes` (the anchors:
+  FCOS's locations as squares of the level's size) to the sides of `proposals`, divided by the
+  anchor's `(w, h, w, h)` when `normalize_by_size`. `[..., 4]` xyxy, broadcasting."""
   reference_boxes = check_boxes(reference_boxes, "reference_boxes", dtype=jnp.float32)
   proposals = check_boxes(proposals, "proposals", dtype=jnp.float32)
   _broadcast(reference_boxes, proposals, "reference_boxes and proposals")
-  cx = 0.5 * (reference_boxes[..., 0] + reference_boxes[..., 2])
-  cy = 0.5 * (reference_boxes[..., 1] + reference_boxes[..., 3])
-  codes = jnp.stack([cx - proposals[..., 0], cy - proposals[..., 1], proposals[..., 2] - cx,
-                     proposals[..., 3] - cy], axis=-1)
-  if normalize_by_size:
-    w = reference_boxes[..., 2] - reference_boxes[..., 0]
-    h = reference_boxes[..., 3] - reference_boxes[..., 1]
-    codes = codes / jnp.stack([w, h, w, h], axis=-1)
-  return codes
+  centres, sizes = _centres_and_sizes(reference_boxes)
+  codes = fcos_ltrb_targets(centres, proposals)
+  return codes / sizes if normalize_by_size else codes
 
 
 def linear_decode(rel_codes: jax.Array, boxes: jax.Array,
                   normalize_by_size: bool = True) -> jax.Array:
   """Inverse of `linear_encode` (torchvision's `BoxLinearCoder.decode(rel_codes, boxes)`):
-  `(cx - l w, cy - t h, cx + r w, cy + b h)` about each reference box's centre."""
+  `fcos_decode` about each reference box's centre of the codes times `(w, h, w, h)`."""
   rel_codes = jnp.asarray(rel_codes)
   _check_last(rel_codes, 4, "rel_codes")
   boxes = check_boxes(boxes)
   _broadcast(rel_codes, boxes, "rel_codes and boxes")
   rel_codes = rel_codes.astype(jnp.result_type(rel_codes, jnp.float32))
-  boxes = boxes.astype(rel_codes.dtype)
-  cx = 0.5 * (boxes[..., 0] + boxes[..., 2])
-  cy = 0.5 * (boxes[..., 1] + boxes[..., 3])
-  if normalize_by_size:
-    w = boxes[..., 2] - boxes[..., 0]
-    h = boxes[..., 3] - boxes[..., 1]
-    rel_codes = rel_codes * jnp.stack([w, h, w, h], axis=-1)
-  return jnp.stack([cx - rel_codes[..., 0], cy - rel_codes[..., 1], cx + rel_codes[..., 2],
-                    cy + rel_codes[..., 3]], axis=-1)
+  centres, sizes = _centres_and_sizes(boxes.astype(rel_codes.dtype))
+  return fcos_decode(centres, rel_codes * sizes if normalize_by_size else rel_codes)

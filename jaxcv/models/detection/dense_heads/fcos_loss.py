@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxcv.models.detection.dense_heads.anchor_assignment import class_targets, matched_boxes
-from jaxcv.ops.box_coder import linear_decode, linear_encode
+from jaxcv.ops.box_coder import (fcos_centerness, fcos_ltrb_pairwise, linear_decode,
+                                  linear_encode)
 from jaxcv.ops.losses import giou_loss, sigmoid_focal_loss
 
 
@@ -45,9 +46,7 @@ def fcos_matches(anchors: jax.Array, level_sizes: Sequence[int], gt_boxes: jax.A
     gt_centres = 0.5 * (gt[:, :2] + gt[:, 2:])                               # [M, 2]
     near = jnp.abs(centres[:, None] - gt_centres[None]).max(-1) < \
         center_sampling_radius * sizes[:, None]
-    x, y = centres[:, :1], centres[:, 1:]
-    dist = jnp.stack([x - gt[None, :, 0], y - gt[None, :, 1], gt[None, :, 2] - x,
-                      gt[None, :, 3] - y], axis=-1)                          # [N, M, 4]
+    dist = fcos_ltrb_pairwise(centres, gt)                                   # [N, M, 4]
     far = dist.max(-1)
     hit = near & (dist.min(-1) > 0) & (far > lower[:, None]) & (far < upper[:, None]) & ok[None]
     areas = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
@@ -71,10 +70,7 @@ def fcos_losses(cls_logits: jax.Array, deltas: jax.Array, ctrness: jax.Array,
   loss_cls = sigmoid_focal_loss(cls_logits, target, alpha, gamma).sum() / num_fg
   matched = matched_boxes(gt_boxes, matches, anchors)      # the anchor itself off the fg
   giou = giou_loss(linear_decode(deltas, anchors[None]), matched, eps=1e-7)
-  codes = linear_encode(anchors[None], matched)
-  lr, tb = codes[..., 0::2], codes[..., 1::2]
-  ctr_target = jnp.sqrt((lr.min(-1) / lr.max(-1)) * (tb.min(-1) / tb.max(-1)))
-  ctr_target = jnp.where(fg, ctr_target, 0.0)
+  ctr_target = jnp.where(fg, fcos_centerness(linear_encode(anchors[None], matched)), 0.0)
   bce = optax.sigmoid_binary_cross_entropy(ctrness, ctr_target)
   return {"classification": loss_cls,
           "bbox_regression": jnp.where(fg, giou, 0.0).sum() / num_fg,
