@@ -280,12 +280,63 @@ def _detection_kwargs(name: str):
   return kwargs
 
 
+# --- MobileNetV3 -------------------------------------------------------------------------
+# jaxcv `stem`, `blockK`, `last_conv` are torchvision's features.0, features.K, features.N+1;
+# in a block, `expand`, `depthwise`, `se`, `project` are `block.i` in that order, counting
+# only those present (no `expand` where the expanded width equals the input's).
+_MOBILENET_V3_PARTS = ("expand", "depthwise", "se", "project")
+# name -> (inverted residual blocks, features index of the C4 block (the last strided one),
+# ratio below which last-block / C4 expanded widths mean `reduced_tail`: Large 960/672
+# unreduced, 480/672 reduced; Small 576/288 and 288/288)
+_MOBILENET_V3 = {"mobilenet_v3_large": (15, 13, 1.0), "mobilenet_v3_small": (11, 9, 1.5)}
+
+
+def _mobilenet_v3_module(path: Path, params: Mapping) -> str:
+  """('block13', 'se', 'fc1') -> 'features.13.block.2.fc1'; ('stem', 'bn') ->
+  'features.0.1'; `classifier` and `head` -> classifier.0 / classifier.3."""
+  top = path[0]
+  if top == "classifier":
+    return "classifier.0"
+  if top == "head":
+    return "classifier.3"
+  if top in ("stem", "last_conv"):
+    blocks = sum(1 for k in params if re.fullmatch(r"block\d+", k))
+    return f"features.{0 if top == 'stem' else blocks + 1}.{ {'conv': 0, 'bn': 1}[path[1]]}"
+  part, layer = path[1:]
+  index = [p for p in _MOBILENET_V3_PARTS if p in params[top]].index(part)
+  layer = layer if part == "se" else {"conv": 0, "bn": 1}[layer]
+  return f"features.{top[len('block'):]}.block.{index}.{layer}"
+
+
+def _mobilenet_v3_kwargs(name: str):
+  """Checks that the state_dict is torchvision's MobileNetV3 `name` (Large: 15 blocks,
+  Small: 11) and reads `reduced_tail`. `width_mult` is not read: pass it to `load` when the
+  weights are not width 1.0 (the shapes then say which layer does not fit)."""
+  def kwargs(state: Mapping) -> dict:
+    blocks = {int(k.split(".")[1]) for k in state if re.match(r"features\.\d+\.block\.", k)}
+    if "features.0.0.weight" not in state or not blocks:
+      raise ValueError(f"{name}: this state_dict is not a torchvision MobileNetV3 (no "
+                       f"features.0.0 / features.K.block.*); its keys start "
+                       f"{sorted(state)[:5]}")
+    count, c4, ratio = _MOBILENET_V3[name]
+    found = next((n for n, spec in _MOBILENET_V3.items() if spec[0] == len(blocks)), None)
+    if found != name:
+      what = f"torchvision's {found}" if found else "an unknown MobileNetV3"
+      raise ValueError(f"this state_dict is {what} ({len(blocks)} inverted residual blocks, "
+                       f"features.1..{max(blocks)}), not {name} ({count} blocks)")
+    last = state[f"features.{count}.block.0.0.weight"].shape[0]
+    c4_expanded = state[f"features.{c4}.block.0.0.weight"].shape[0]
+    return {"reduced_tail": bool(last < ratio * c4_expanded)}
+  return kwargs
+
+
 # Model kwargs read from the state_dict (besides num_classes from the last Linear layer).
 KWARGS: dict[str, Callable[[Mapping], dict]] = {
     "fcn_resnet50": _segmentation_kwargs, "deeplabv3_resnet50": _segmentation_kwargs,
     **{n: _detection_kwargs(n) for n in _DETECTION_BACKBONES},
     **{n: _retinanet_kwargs(n) for n in _RETINANETS},
-    **{n: _fcos_kwargs(n) for n in _FCOS}}
+    **{n: _fcos_kwargs(n) for n in _FCOS},
+    **{n: _mobilenet_v3_kwargs(n) for n in _MOBILENET_V3}}
 
 FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     # name -> (jaxcv module path -> torch module name, torch name of the last Linear)
@@ -302,4 +353,6 @@ FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     # RetinaNet: num_classes from the classification head (see _KWARGS)
     **{n: (_dense_module(False), "head.classification_head.cls_logits") for n in _RETINANETS},
     **{n: (_dense_module(True), "head.classification_head.cls_logits") for n in _FCOS},
+    # MobileNetV3: num_classes from classifier.3 (the last Linear)
+    **{n: (_mobilenet_v3_module, "classifier.3") for n in _MOBILENET_V3},
 }
