@@ -50,10 +50,22 @@ def check_frozen(frozen_stages: Sequence[str], stages: Sequence[str], model: str
                      f"known: {list(stages)}")
 
 
-def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
-  """torch `MaxPool2d(window, stride, padding)` on NHWC; padding counts as -inf as in torch."""
-  pad = ((padding, padding), (padding, padding))
-  return nn.max_pool(x, (window, window), (stride, stride), padding=pad)
+def max_pool(x: jax.Array, window: int, stride: int, padding: int = 0,
+             ceil_mode: bool = False) -> jax.Array:
+  """torch `MaxPool2d(window, stride, padding, ceil_mode)` on NHWC; padding counts as -inf as
+  in torch. `ceil_mode`: output size `ceil((n + 2 p - k) / s) + 1` (the last window may
+  overhang the bottom/right edge, never start beyond the input and its left padding, as
+  torch's rule)."""
+  pads = []
+  for n in x.shape[1:3]:
+    extra = 0
+    if ceil_mode:
+      out = -(-(n + 2 * padding - window) // stride) + 1
+      if (out - 1) * stride >= n + padding:   # torch: the last window must start inside
+        out -= 1
+      extra = max(0, (out - 1) * stride + window - (n + 2 * padding))
+    pads.append((padding, padding + extra))
+  return nn.max_pool(x, (window, window), (stride, stride), padding=tuple(pads))
 
 
 def flatten_chw(x: jax.Array) -> jax.Array:

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcv import models
-from jaxcv.weights.torchvision_names import FAMILIES as _FAMILIES, KWARGS as _KWARGS, Path
+from jaxcv.weights.torchvision_names import (FAMILIES as _FAMILIES, INIT_SIZE as _INIT_SIZE,
+                                             KWARGS as _KWARGS, Path)
 
 
 def names() -> list[str]:
@@ -66,6 +67,8 @@ _NORM = {"scale": ("weight", None), "bias": ("bias", None)}
 _STATS = {"mean": ("running_mean", None), "var": ("running_var", None)}
 # ConvTranspose2d weight [in, out, kh, kw] -> [kh, kw, in, out] (jaxcv.layers.ConvTranspose)
 _CONV_T = {"kernel": ("weight", lambda w: w.transpose(2, 3, 0, 1)), "bias": ("bias", None)}
+# parameters at the model's top level (SSD's L2Norm weight), kept under their own name
+_TOP = {"scale_weight": ("scale_weight", None)}
 _TRANSPOSED = ("conv5_mask", "kps_score_lowres")  # the transposed convs of the RoI heads
 
 
@@ -121,7 +124,8 @@ def load(name: str, state_dict: Mapping[str, Any], **model_kwargs):
   kwargs = {"num_classes": state[f"{fc}.weight"].shape[0],
             **(_KWARGS[name](state) if name in _KWARGS else {}), **model_kwargs}
   model = models.create(name, **kwargs)
-  x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)  # big enough for every family
+  size = _INIT_SIZE.get(name, 64)  # big enough for the family's strides / extra layers
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   target = jax.eval_shape(model.init, jax.random.key(0), x)
   params_target = target["params"]
 
@@ -131,7 +135,7 @@ def load(name: str, state_dict: Mapping[str, Any], **model_kwargs):
   used: set[str] = set()
   errors: list[str] = []
   params = _fill(params_target, lambda path, leaves: (
-      _NORM if "scale" in leaves else _DENSE if leaves["kernel"].ndim != 4 else
+      _TOP if not path else _NORM if "scale" in leaves else _DENSE if leaves["kernel"].ndim != 4 else
       _CONV_T if path[-1] in _TRANSPOSED else _CONV),
       module_name, state, used, errors)
   batch_stats = _fill(target.get("batch_stats", {}), lambda path, leaves: _STATS, module_name,

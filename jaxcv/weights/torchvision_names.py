@@ -330,12 +330,56 @@ def _mobilenet_v3_kwargs(name: str):
   return kwargs
 
 
+def _ssd_module(path: Path, params: Mapping) -> str:
+  """torchvision's SSD300/512 VGG-16: `stage1`..`stage4` are `backbone.features.i` (conv +
+  ReLU, a pool per stage, as VGG's), `stage5` and `fc` the first extra block
+  (`backbone.extra.0`: pool4, conv5_1..5_3 at 1/3/5, pool5, then fc6/fc7 at `.7.1`/`.7.3`),
+  `extraK` `backbone.extra.K` (1x1 conv at 0, kxk conv at 2), the heads
+  `head.{classification,regression}_head.module_list.l`, `scale_weight` the L2Norm's."""
+  if not path:
+    return "backbone"
+  top = path[0]
+  if top == "head":
+    part = {"cls_logits": "classification_head", "bbox_reg": "regression_head"}[path[1]]
+    return f"head.{part}.module_list.{path[2][len('level'):]}"
+  if top == "stage5":
+    return f"backbone.extra.0.{2 * int(path[1][len('conv'):]) - 1}"
+  if top == "fc":
+    return {"conv6": "backbone.extra.0.7.1", "conv7": "backbone.extra.0.7.3"}[path[1]]
+  if top.startswith("extra"):
+    return f"backbone.extra.{top[len('extra'):]}.{ {'conv1': 0, 'conv2': 2}[path[1]]}"
+  return f"backbone.features.{_features_index(params, path, 2, 1)}"
+
+
+_SSDS = {"ssd300_vgg16": 4, "ssd512_vgg16": 5}  # extra blocks after the first
+
+
+def _ssd_kwargs(name: str):
+  """num_classes (without the background) from the first classification conv over its 4
+  default boxes, `width` from conv1_1; a 300/512 mix-up is named."""
+  def kwargs(state: Mapping) -> dict:
+    extras = len({k.split(".")[2] for k in state if k.startswith("backbone.extra.")}) - 1
+    if extras != _SSDS[name]:
+      found = next((n for n, e in _SSDS.items() if e == extras), f"an SSD with {extras}")
+      raise ValueError(f"this state_dict is {found} ({extras} extra blocks after "
+                       f"backbone.extra.0), not {name} ({_SSDS[name]})")
+    anchors = state["head.regression_head.module_list.0.weight"].shape[0] // 4
+    return {"num_classes": state["head.classification_head.module_list.0.weight"].shape[0]
+                           // anchors - 1,
+            "width": state["backbone.features.0.weight"].shape[0]}
+  return kwargs
+
+
+# the input size `load` traces the model's variables with (default 64 px)
+INIT_SIZE = {"ssd300_vgg16": 300, "ssd512_vgg16": 512}
+
 # Model kwargs read from the state_dict (besides num_classes from the last Linear layer).
 KWARGS: dict[str, Callable[[Mapping], dict]] = {
     "fcn_resnet50": _segmentation_kwargs, "deeplabv3_resnet50": _segmentation_kwargs,
     **{n: _detection_kwargs(n) for n in _DETECTION_BACKBONES},
     **{n: _retinanet_kwargs(n) for n in _RETINANETS},
     **{n: _fcos_kwargs(n) for n in _FCOS},
+    **{n: _ssd_kwargs(n) for n in _SSDS},
     **{n: _mobilenet_v3_kwargs(n) for n in _MOBILENET_V3}}
 
 FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
@@ -353,6 +397,8 @@ FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     # RetinaNet: num_classes from the classification head (see _KWARGS)
     **{n: (_dense_module(False), "head.classification_head.cls_logits") for n in _RETINANETS},
     **{n: (_dense_module(True), "head.classification_head.cls_logits") for n in _FCOS},
+    # SSD: num_classes from the first classification conv (see _KWARGS)
+    **{n: (_ssd_module, "head.classification_head.module_list.0") for n in _SSDS},
     # MobileNetV3: num_classes from classifier.3 (the last Linear)
     **{n: (_mobilenet_v3_module, "classifier.3") for n in _MOBILENET_V3},
 }

@@ -23,11 +23,14 @@ STAGE_WIDTHS = (64, 128, 256, 512, 512)
 
 
 class ConvStage(nn.Module):
-  """`num_convs` x (3x3 conv with bias, [norm], ReLU), then 2x2 max pool: halves H and W."""
+  """`num_convs` x (3x3 conv with bias, [norm], ReLU), then 2x2 max pool: halves H and W
+  (`pool` False: no pool; `ceil_mode`: torch's, as SSD's third pool)."""
   num_convs: int
   features: int
   norm: Any = None  # a norm constructor (BatchNorm for the `_bn` variants), or None
   dtype: Any = jnp.float32
+  pool: bool = True
+  ceil_mode: bool = False
 
   @nn.compact
   def __call__(self, x):
@@ -36,7 +39,7 @@ class ConvStage(nn.Module):
       if self.norm is not None:
         x = self.norm(name=f"bn{i}")(x)
       x = nn.relu(x)
-    return common.max_pool(x, 2, 2)
+    return common.max_pool(x, 2, 2, ceil_mode=self.ceil_mode) if self.pool else x
 
 
 def vgg_body(x: jax.Array, *, stage_sizes: Sequence[int], width: int,

@@ -1,6 +1,6 @@
 """Ground truth assigned to anchors by IoU, for the anchor-based dense detectors and the RPN:
-torchvision's `Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches)` on
-`box_iou(gt, anchors)` per image, vmapped over the batch, static-shape (padded ground truth
+torchvision's `Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches)` (and SSD's
+`SSDMatcher`) on `box_iou(gt, anchors)` per image, vmapped over the batch, static-shape (padded ground truth
 with `gt_valid`). An image without valid objects matches nothing (every anchor -1,
 background), as torchvision's detectors do for empty targets.
 """
@@ -23,6 +23,25 @@ def anchor_matches(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array,
   def one(gt, ok):
     return match(box_iou(gt, anchors), fg_iou_thresh, bg_iou_thresh,
                  allow_low_quality_matches, gt_valid=ok)
+
+  return jax.vmap(one)(gt_boxes.astype(jnp.float32), gt_valid)
+
+
+def ssd_matches(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array,
+                iou_thresh: float = 0.5) -> jax.Array:
+  """int32 `[B, N]`, torchvision's `SSDMatcher(iou_thresh)`: `Matcher(t, t)` (a ground-truth
+  index where the best IoU >= t, else -1), then every valid ground truth's best default box
+  (first maximum) is matched to it whatever the IoU; where several ground truths share a best
+  box the last one (highest index) has it, as torch's in-order index assignment."""
+  n = anchors.shape[0]
+
+  def one(gt, ok):
+    iou = box_iou(gt, anchors)                                           # [M, N]
+    matches = match(iou, iou_thresh, iou_thresh, False, gt_valid=ok)
+    best = jnp.argmax(jnp.where(ok[:, None], iou, -jnp.inf), axis=1)      # [M]
+    owner = jnp.where((best[:, None] == jnp.arange(n)[None]) & ok[:, None],
+                      jnp.arange(gt.shape[0])[:, None], -1).max(0)       # [N]
+    return jnp.where(owner >= 0, owner, matches).astype(jnp.int32)
 
   return jax.vmap(one)(gt_boxes.astype(jnp.float32), gt_valid)
 

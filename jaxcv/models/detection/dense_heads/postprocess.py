@@ -1,5 +1,6 @@
-"""Test-time selection of the dense detectors (RetinaNet, FCOS), as torchvision's
-`RetinaNet.postprocess_detections` / `FCOS.postprocess_detections`, static-shape.
+"""Test-time selection of the dense detectors, static-shape: `dense_detections` as
+torchvision's `RetinaNet.postprocess_detections` / `FCOS.postprocess_detections` (top-k per
+level), `per_class_detections` as `SSD.postprocess_detections` (top-k per class).
 
 Per image and FPN level: the (location, class) scores above `score_thresh` (strictly), the
 best `topk_candidates` of them (fewer where the level has fewer entries; padding masked);
@@ -43,13 +44,43 @@ def dense_detections(scores: jax.Array, boxes: jax.Array, level_sizes: Sequence[
       cand_b.append(bx[start + idx // k])
       cand_c.append((idx % k + first_class).astype(jnp.int32))
       start += n
-    vals, cb, cc = (jnp.concatenate(c) for c in (cand_s, cand_b, cand_c))
-    ok = vals > -jnp.inf
-    keep, kept = batched_nms(cb, jnp.where(ok, vals, 0.0), cc, nms_thresh, detections_per_img,
-                             valid=ok)
-    keep = jnp.maximum(keep, 0)
-    return {"boxes": jnp.where(kept[:, None], cb[keep], 0.0),
-            "scores": jnp.where(kept, vals[keep], 0.0),
-            "classes": jnp.where(kept, cc[keep], 0), "valid": kept}
+    return _nms_select(jnp.concatenate(cand_s), jnp.concatenate(cand_b),
+                       jnp.concatenate(cand_c), nms_thresh, detections_per_img)
+
+  return jax.vmap(one)(scores, boxes)
+
+
+def _nms_select(vals: jax.Array, boxes: jax.Array, classes: jax.Array, nms_thresh: float,
+                detections_per_img: int) -> dict:
+  """One image's candidates (`vals` -inf on padding) -> class-aware NMS -> the best
+  `detections_per_img`, in the detection contract."""
+  ok = vals > -jnp.inf
+  keep, kept = batched_nms(boxes, jnp.where(ok, vals, 0.0), classes, nms_thresh,
+                           detections_per_img, valid=ok)
+  keep = jnp.maximum(keep, 0)
+  return {"boxes": jnp.where(kept[:, None], boxes[keep], 0.0),
+          "scores": jnp.where(kept, vals[keep], 0.0),
+          "classes": jnp.where(kept, classes[keep], 0), "valid": kept}
+
+
+def per_class_detections(scores: jax.Array, boxes: jax.Array, image_hw: jax.Array, *,
+                         score_thresh: float, topk_candidates: int, nms_thresh: float,
+                         detections_per_img: int, first_class: int = 1) -> dict:
+  """SSD's selection (torchvision's `SSD.postprocess_detections`): per image and class, the
+  boxes scoring above `score_thresh` (strictly), the best `topk_candidates` of them; then
+  class-aware NMS over all classes' candidates (in class order) and the best
+  `detections_per_img`. scores `[B, N, K]` (column `k` class `first_class + k`), boxes
+  `[B, N, 4]` decoded (clipped here to `image_hw`)."""
+  k = scores.shape[-1]
+  hw = image_hw.astype(jnp.float32)
+  boxes = clip_boxes(boxes, hw[:, :1], hw[:, 1:])
+  top = min(topk_candidates, scores.shape[1])
+
+  def one(s, bx):
+    key = jnp.where(s.T > score_thresh, s.T, -jnp.inf)                  # [K, N]
+    vals, idx = jax.lax.top_k(key, top)                                 # [K, top]
+    classes = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32)[:, None] + first_class, idx.shape)
+    return _nms_select(vals.reshape(-1), bx[idx.reshape(-1)], classes.reshape(-1), nms_thresh,
+                       detections_per_img)
 
   return jax.vmap(one)(scores, boxes)

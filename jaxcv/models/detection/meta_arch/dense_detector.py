@@ -1,9 +1,11 @@
-"""What the one-stage dense detectors share (RetinaNet, FCOS; torchvision's `RetinaNet` and
-`FCOS` classes have the same skeleton): a ResNet's C3..C5 into an FPN with P6 and P7, a
-static anchor table, a head per location shared over the levels, and at test time the
-per-level top-k + class-aware NMS selection (`dense_heads.postprocess`). A subclass says
-what is its own: `head_outputs` (the head module and its outputs), `losses` (assignment and
-losses in training) and `scores_and_boxes` (test-time scores `[B, N, C]` and decoded boxes).
+"""What the one-stage dense detectors share (RetinaNet, FCOS, SSD; torchvision's
+`RetinaNet`, `FCOS` and `SSD` classes have the same skeleton): feature maps with a static
+anchor table over them (by default a ResNet's C3..C5 into an FPN with P6 and P7), a head per
+location, and at test time a top-k + class-aware NMS selection (`dense_heads.postprocess`,
+by default per level). A subclass says what is its own: `head_outputs` (the head module and
+its outputs), `losses` (assignment and losses in training) and `scores_and_boxes` (test-time
+scores `[B, N, C]` and decoded boxes); and, where they differ from RetinaNet's, `features`
+(SSD: its VGG or MobileNet extractor and default boxes) and `select` (SSD: top-k per class).
 
 Inputs and outputs as `FasterRCNN` (the `jaxcv.models.detection` contract): images
 `[B, H, W, 3]` normalised, H and W multiples of 32; `image_hw` `[B, 2]`; targets `boxes`,
@@ -70,6 +72,16 @@ class DenseDetector(nn.Module):
   def module_names(self) -> tuple[str, ...]:
     return MODULES
 
+  @property
+  def size_multiple(self) -> int:
+    """What the canvas's height and width must be multiples of."""
+    return 32
+
+  @property
+  def maps_key(self) -> str:
+    """The intermediates key of the feature maps the head runs on."""
+    return "fpn"
+
   def check_targets(self, targets: dict, b: int, m: int, hw: tuple[int, int]) -> None:
     """Nothing beyond boxes and classes."""
 
@@ -92,6 +104,22 @@ class DenseDetector(nn.Module):
     """Test-time scores `[B, N, C]` (classes 1..C) and boxes `[B, N, 4]`."""
     raise self._missing("scores_and_boxes")
 
+  def features(self, images: jax.Array, train: bool):
+    """`(maps (finest first), anchors [N, 4], level_sizes, anchors per location)`: the ResNet +
+    FPN (torchvision's _resnet_fpn_extractor(returned_layers=[2, 3, 4]): C3..C5, then P6,
+    P7) and the anchors of `anchor_sizes` / `aspect_ratios`."""
+    fpn = FPN(self.fpn_channels, self.fpn_extra, None, self.dtype, name="fpn")
+    return features_and_anchors(self, images, fpn, train, returned_stages=(2, 3, 4))
+
+  def select(self, scores: jax.Array, boxes: jax.Array, level_sizes: list[int],
+             image_hw: jax.Array) -> dict:
+    """The test-time selection: per level top-k, class-aware NMS (torchvision's RetinaNet and
+    FCOS `postprocess_detections`)."""
+    return dense_detections(scores, boxes, level_sizes, image_hw,
+                            score_thresh=self.score_thresh,
+                            topk_candidates=self.topk_candidates, nms_thresh=self.nms_thresh,
+                            detections_per_img=self.detections_per_img)
+
   def _missing(self, hook: str) -> TypeError:
     return TypeError(f"{type(self).__name__} is a DenseDetector without its own {hook}(): a "
                      f"dense detector says its head_outputs, losses and scores_and_boxes "
@@ -101,20 +129,13 @@ class DenseDetector(nn.Module):
   def __call__(self, images: jax.Array, image_hw: jax.Array | None = None,
                targets: dict | None = None, train: bool = False):
     self.check_config()
-    check_detector_inputs(self, images, image_hw, targets, train)
+    check_detector_inputs(self, images, image_hw, targets, train, self.size_multiple)
     image_hw = full_image_hw(images, image_hw)
-    fpn = FPN(self.fpn_channels, self.fpn_extra, None, self.dtype, name="fpn")
-    # C3..C5 (torchvision's _resnet_fpn_extractor(returned_layers=[2, 3, 4])), then P6, P7
-    maps, anchors, level_sizes, num_anchors = features_and_anchors(
-        self, images, fpn, train, returned_stages=(2, 3, 4))
+    maps, anchors, level_sizes, num_anchors = self.features(images, train)
     outputs = self.head_outputs(maps, num_anchors)
-    aux = {"fpn": maps, "anchors": anchors, **outputs}
+    aux = {self.maps_key: maps, "anchors": anchors, **outputs}
     if train:
       losses, extra = self.losses(outputs, anchors, level_sizes, targets)
       return losses, {**aux, **extra}
     scores, boxes = self.scores_and_boxes(outputs, anchors)
-    dets = dense_detections(scores, boxes, level_sizes, image_hw,
-                            score_thresh=self.score_thresh,
-                            topk_candidates=self.topk_candidates, nms_thresh=self.nms_thresh,
-                            detections_per_img=self.detections_per_img)
-    return dets, aux
+    return self.select(scores, boxes, level_sizes, image_hw), aux
