@@ -232,6 +232,7 @@ RANDOM_GEOMETRIC = {
     "scale_jitter_rect": A.random_scale_jitter(0.5, 1.5, (40, 72), keep_fraction=0.3),
     "random_crop": A.random_crop(0.3, 1.0, keep_fraction=0.5),
     "random_iou_crop": A.random_iou_crop(),
+    "random_zoom_out": A.random_zoom_out((1.0, 3.0), p=1.0),
     "elastic_unet": A.elastic_deform(alpha=4.0, grid=3),
     "elastic_simard": A.elastic_deform(alpha=30.0, sigma=6.0),
     "composed": A.build([("random_hflip", {"flip_pairs": FLIP_PAIRS}),

@@ -105,6 +105,27 @@ def fcos(**changes) -> dict:
           "trainable_backbone_layers": 5, "fpn_channels": 64, **changes}
 
 
+def ssd(**changes) -> dict:
+  """A small SSD for 128x128 scenes: torchvision's SSD VGG-16 extractor at width 16 (VGG
+  widths 16..128, fc 256); SSD300's four extra blocks need ~270 px, so three smaller ones
+  (strides 32, 64, 128: maps 16, 8, 4, 2, 1); default boxes from 0.07 of the image (9 px on
+  the stride-8 map, the scenes' smallest objects) to 0.9; torchvision's matcher, 3:1 hard
+  negatives, selection (score 0.01, NMS 0.45), at most 100 detections; `changes` override."""
+  return {"name": "ssd300_vgg16", "width": 16,
+          "extra_layers": ((256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 2, 1, 0)),
+          "aspect_ratios": ((2,), (2, 3), (2, 3), (2,), (2,)),
+          "scales": (0.07, 0.15, 0.33, 0.51, 0.69, 0.9), "steps": (8, 16, 32, 64, 128),
+          "detections_per_img": 100, **changes}
+
+
+# SSD's training augmentation (torchvision's references/detection presets "ssd"): photometric
+# distortion, zoom out (up to 2x here: the scenes' objects are already small), IoU crop, flip;
+# the canvas resize then brings every image back to 128 px
+SSD_AUGMENTATION = (("photometric_distort", {}),
+                    ("random_zoom_out", {"side_range": (1.0, 2.0), "fill": (0.5, 0.5, 0.5)}),
+                    ("random_iou_crop", {}), ("random_hflip", {}))
+
+
 def with_keys(c: ml_collections.ConfigDict, *keys: str) -> ml_collections.ConfigDict:
   """`c` with more per-object labels loaded (`masks`, `keypoints`)."""
   c.data["keys"] = tuple(c.data["keys"]) + tuple(keys)

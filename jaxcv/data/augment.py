@@ -33,8 +33,8 @@ from jaxcv.data.photometric import (adjust_brightness, adjust_contrast, adjust_h
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation", "build",
            "check_example", "compose", "crop", "elastic_deform", "elastic_field", "flip",
            "hflip", "make", "names", "photometric_distort", "random_crop", "random_hflip",
-           "random_iou_crop", "random_scale_jitter", "resize_keep_aspect", "resize_pad_to",
-           "resize_to_canvas"]
+           "random_iou_crop", "random_scale_jitter", "random_zoom_out", "resize_keep_aspect",
+           "resize_pad_to", "resize_to_canvas"]
 _OBJECT_KEYS = OBJECT_KEYS
 
 # ------------------------------------------------------------------------------ transforms
@@ -246,6 +246,33 @@ def random_iou_crop(min_scale: float = 0.3, max_scale: float = 1.0,
   return fn
 
 
+def random_zoom_out(side_range: Sequence[float] = (1.0, 4.0), p: float = 0.5,
+                    fill: float | Sequence[float] = 0.0):
+  """Random transform: SSD's zoom out ("expand"), torchvision `transforms.v2.RandomZoomOut`
+  semantics. With probability `p`: r ~ U(side_range), a canvas of int(r H) x int(r W)
+  filled with `fill` (per channel, in the image's units: SSD fills with the data set's mean),
+  the image placed at top-left int((canvas - size) * U(0, 1)) per axis; every label moves
+  with it (masks and maps padded with their own fill, as `crop`). The detector's resize then
+  brings the larger canvas back to its input size, so objects shrink: SSD's small objects."""
+  lo, hi = (float(v) for v in side_range)
+  if not 1.0 <= lo <= hi:
+    raise ValueError(f"side_range must be (lo, hi) with 1 <= lo <= hi, got {side_range!r}")
+  check_prob("p", p)
+
+  @_random
+  def fn(example: Example, rng: np.random.Generator) -> Example:
+    h, w, _ = check_example(example)
+    if rng.random() >= p:
+      return dict(example)
+    r = lo + (hi - lo) * rng.random()
+    ch, cw = int(h * r), int(w * r)
+    u = rng.random(2)
+    left, top = int((cw - w) * u[0]), int((ch - h) * u[1])
+    return crop(example, -top, -left, ch, cw, pad_value=fill)
+
+  return fn
+
+
 def elastic_field(shape_hw, rng: np.random.Generator, alpha: float = 10.0,
                   sigma: float | None = None, grid: int = 3) -> tuple[np.ndarray, np.ndarray]:
   """A random smooth displacement field (dx, dy), float64 [H, W] each, in pixels.
@@ -348,6 +375,7 @@ _FACTORIES: dict[str, Callable[..., Callable]] = {
     "random_scale_jitter": random_scale_jitter,
     "random_crop": random_crop,
     "random_iou_crop": random_iou_crop,
+    "random_zoom_out": random_zoom_out,
     "photometric_distort": photometric_distort,
     "elastic_deform": elastic_deform,
 }

@@ -45,8 +45,17 @@ def check_extractor(trainable_layers: int, model: str) -> None:
                      f"(torchvision's); got {trainable_layers!r}")
 
 
+def extra_specs(highres: bool, extra_layers=None) -> tuple:
+  """The extra blocks' `(1x1 width, kxk width, k, stride, padding)`: `extra_layers` where
+  given (at full width; e.g. fewer, smaller blocks for inputs below SSD300's ~270 px), else
+  torchvision's SSD300 blocks, plus SSD512's where `highres`."""
+  if extra_layers is not None:
+    return tuple(tuple(int(v) for v in spec) for spec in extra_layers)
+  return EXTRAS_300 + ((EXTRA_512,) if highres else ())
+
+
 def ssd_vgg_features(module: nn.Module, x: jax.Array, *, width: int = 64, highres: bool = False,
-                     trainable_layers: int = 5, dtype: Any = jnp.float32,
+                     extra_layers=None, trainable_layers: int = 5, dtype: Any = jnp.float32,
                      model: str = "SSD") -> list[jax.Array]:
   """The SSD maps, finest first, built in `module`'s compact method (see the module doc)."""
   check_extractor(trainable_layers, model)
@@ -67,7 +76,7 @@ def ssd_vgg_features(module: nn.Module, x: jax.Array, *, width: int = 64, highre
   x = common.max_pool(x, 3, 1, padding=1)
   x = FC67(scale(1024), dtype, name="fc")(x)
   maps.append(x)
-  for k, spec in enumerate(EXTRAS_300 + ((EXTRA_512,) if highres else ())):
+  for k, spec in enumerate(extra_specs(highres, extra_layers)):
     x = ExtraBlock(scale(spec[0]), scale(spec[1]), *spec[2:], dtype=dtype,
                    name=f"extra{k + 1}")(x)
     maps.append(x)

@@ -31,7 +31,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxcv.models.detection.backbone.ssd_vgg import ssd_vgg_features
+from jaxcv.models.detection.backbone.ssd_vgg import extra_specs, ssd_vgg_features
 from jaxcv.models.detection.dense_heads.anchor_assignment import ssd_matches
 from jaxcv.models.detection.dense_heads.postprocess import per_class_detections
 from jaxcv.models.detection.dense_heads.ssd_head import SSDHead
@@ -55,7 +55,9 @@ SSD_STD = (1.0 / 255, 1.0 / 255, 1.0 / 255)
 
 class SSD(DenseDetector):
   """SSD on torchvision's VGG-16 extractor; fields beyond `DenseDetector`'s (whose anchor
-  and FPN fields SSD does not use): `highres` (SSD512's extra layer), `scales`, `steps`
+  and FPN fields SSD does not use): `highres` (SSD512's extra layer), `extra_layers` (other
+  extra blocks than torchvision's, e.g. for small inputs: `(1x1 width, kxk width, k,
+  stride, padding)` each, one feature map each), `scales`, `steps`
   (of `ssd_default_boxes`; `aspect_ratios` per map), `iou_thresh` (the matcher's),
   `neg_to_pos_ratio` (3: torchvision's `positive_fraction` 0.25)."""
   aspect_ratios: tuple = SSD300["aspect_ratios"]
@@ -65,6 +67,7 @@ class SSD(DenseDetector):
   max_ratio: float = 0.9
   clip: bool = True
   highres: bool = False
+  extra_layers: Sequence[Sequence[int]] | None = None  # `backbone.ssd_vgg.extra_specs`
   trainable_backbone_layers: int = 5
   iou_thresh: float = 0.5
   neg_to_pos_ratio: float = 3.0
@@ -79,7 +82,7 @@ class SSD(DenseDetector):
 
   @property
   def backbone_modules(self) -> tuple[str, ...]:
-    extras = len(self.aspect_ratios) - 2
+    extras = len(extra_specs(self.highres, self.extra_layers))
     return (tuple(f"stage{i}" for i in range(1, 6)) + ("fc",)
             + tuple(f"extra{i}" for i in range(1, extras + 1)))
 
@@ -93,16 +96,17 @@ class SSD(DenseDetector):
 
   def check_config(self) -> None:
     name = type(self).__name__
-    want = 7 if self.highres else 6
+    want = 2 + len(extra_specs(self.highres, self.extra_layers))
     if len(self.aspect_ratios) != want:
-      raise ValueError(f"{name}: {'SSD512' if self.highres else 'SSD300'}'s extractor gives "
-                       f"{want} maps, but aspect_ratios has {len(self.aspect_ratios)} levels")
+      raise ValueError(f"{name}: the extractor (conv4_3, fc7 and {want - 2} extra blocks) "
+                       f"gives {want} maps, but aspect_ratios has {len(self.aspect_ratios)} "
+                       f"levels")
     if self.steps is not None and len(self.steps) != want:
       raise ValueError(f"{name}: steps has {len(self.steps)} entries for {want} maps")
 
   def backbone_maps(self, images: jax.Array, train: bool) -> list[jax.Array]:
     return ssd_vgg_features(self, images.astype(self.dtype), width=self.width,
-                            highres=self.highres,
+                            highres=self.highres, extra_layers=self.extra_layers,
                             trainable_layers=self.trainable_backbone_layers, dtype=self.dtype,
                             model=type(self).__name__)
 
