@@ -23,7 +23,11 @@ def small_config(name):
 
 @pytest.mark.parametrize("name", sorted(BRANCH))
 def test_one_step_on_8_devices_equals_one_device(name):
-  m1 = check_step_on_8_devices(small_config(name))
+  # the heatmap logits' bias: its gradient is exactly zero (see check_step_on_8_devices); with
+  # it compared to 1e-6 Adam's normalised noise failed by 2.4e-5 (2026-12-08)
+  zero = [("keypoint_predictor", "kps_score_lowres", "bias")] if name.startswith("keypoint") \
+      else ()
+  m1 = check_step_on_8_devices(small_config(name), zero_gradient=zero)
   assert ("loss_keypoint" if name.startswith("keypoint") else "loss_mask") in m1
 
 
