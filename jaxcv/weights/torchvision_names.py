@@ -370,6 +370,50 @@ def _ssd_kwargs(name: str):
   return kwargs
 
 
+# --- SSDlite: torchvision splits its MobileNetV3 at the C4 block c (features.13) ----------
+_SSDLITES = {"ssdlite320_mobilenet_v3_large": 13}
+_CONV_BN = {"conv": 0, "bn": 1}
+
+
+def _ssdlite_module(path: Path, params: Mapping) -> str:
+  """`features.K` (`_mobilenet_v3_module`) is `backbone.features.0.K` for K < c, block c's
+  expansion `backbone.features.0.c`, its other layers `backbone.features.1.0.i`, then
+  `backbone.features.1.(K-c)`; `extraK` `backbone.extra.K-1.{0,1,2}`, the heads
+  `head.{classification,regression}_head.module_list.l.{0 (conv, bn), 1}`."""
+  if path[0] == "head":
+    part = {"cls_logits": "classification_head", "bbox_reg": "regression_head"}[path[1]]
+    tail = f"0.{_CONV_BN[path[4]]}" if path[3] == "depthwise" else "1"
+    return f"head.{part}.module_list.{path[2][len('level'):]}.{tail}"
+  if path[0].startswith("extra"):
+    i = {"reduce": 0, "depthwise": 1, "project": 2}[path[1]]
+    return f"backbone.extra.{int(path[0][len('extra'):]) - 1}.{i}.{_CONV_BN[path[2]]}"
+  c = _SSDLITES["ssdlite320_mobilenet_v3_large"]
+  k, rest = _mobilenet_v3_module(path, params).split(".", 2)[1:]
+  if int(k) != c:
+    return f"backbone.features.{'0.' + k if int(k) < c else f'1.{int(k) - c}'}.{rest}"
+  i, layer = rest.split(".", 2)[1:]  # block.i.layer
+  return f"backbone.features.{f'0.{c}' if i == '0' else f'1.0.{i}'}.{layer}"
+
+
+def _ssdlite_kwargs(name: str):
+  """num_classes (no background) from the first classification block over its boxes;
+  `reduced_tail` as `_mobilenet_v3_kwargs` (the last block's expansion narrower than C4's);
+  a backbone other than MobileNetV3-Large is named. `width_mult`: pass it to `load`."""
+  def kwargs(state: Mapping) -> dict:
+    c = _SSDLITES[name]
+    blocks = [len({k.split(".")[3] for k in state
+                   if re.match(rf"backbone\.features\.{i}\.\d+\.block\.", k)}) for i in (0, 1)]
+    if f"backbone.features.0.{c}.0.weight" not in state or sum(blocks) + 1 != 15:
+      raise ValueError(f"{name}: this state_dict is not a torchvision SSDlite on MobileNetV3-"
+                       f"Large (15 blocks, C4 at {c}); keys {sorted(state)[:3]}..")
+    last = state[f"backbone.features.1.{blocks[1]}.block.0.0.weight"].shape[0]
+    anchors = state["head.regression_head.module_list.0.1.weight"].shape[0] // 4
+    return {"num_classes": state["head.classification_head.module_list.0.1.weight"].shape[0]
+                           // anchors - 1,
+            "reduced_tail": bool(last < state[f"backbone.features.0.{c}.0.weight"].shape[0])}
+  return kwargs
+
+
 # the input size `load` traces the model's variables with (default 64 px)
 INIT_SIZE = {"ssd300_vgg16": 300, "ssd512_vgg16": 512}
 
@@ -380,7 +424,8 @@ KWARGS: dict[str, Callable[[Mapping], dict]] = {
     **{n: _retinanet_kwargs(n) for n in _RETINANETS},
     **{n: _fcos_kwargs(n) for n in _FCOS},
     **{n: _ssd_kwargs(n) for n in _SSDS},
-    **{n: _mobilenet_v3_kwargs(n) for n in _MOBILENET_V3}}
+    **{n: _mobilenet_v3_kwargs(n) for n in _MOBILENET_V3},
+    **{n: _ssdlite_kwargs(n) for n in _SSDLITES}}
 
 FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     # name -> (jaxcv module path -> torch module name, torch name of the last Linear)
@@ -399,6 +444,7 @@ FAMILIES: dict[str, tuple[Callable[[Path, Mapping], str], str]] = {
     **{n: (_dense_module(True), "head.classification_head.cls_logits") for n in _FCOS},
     # SSD: num_classes from the first classification conv (see _KWARGS)
     **{n: (_ssd_module, "head.classification_head.module_list.0") for n in _SSDS},
+    **{n: (_ssdlite_module, "head.classification_head.module_list.0.1") for n in _SSDLITES},
     # MobileNetV3: num_classes from classifier.3 (the last Linear)
     **{n: (_mobilenet_v3_module, "classifier.3") for n in _MOBILENET_V3},
 }

@@ -17,7 +17,7 @@ the others get no gradient. The fc and extra layers always train.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -56,44 +56,54 @@ def extra_specs(highres: bool, extra_layers=None) -> tuple:
 
 def ssd_vgg_features(module: nn.Module, x: jax.Array, *, width: int = 64, highres: bool = False,
                      extra_layers=None, trainable_layers: int = 5, dtype: Any = jnp.float32,
-                     model: str = "SSD") -> list[jax.Array]:
-  """The SSD maps, finest first, built in `module`'s compact method (see the module doc)."""
+                     model: str = "SSD", norm: Callable[[str], Any] = lambda stage: None
+                     ) -> list[jax.Array]:
+  """The SSD maps, finest first, built in `module`'s compact method (see the module doc).
+  `norm(module name)`: a norm constructor put after every conv of that module (`bn{i}`,
+  `bn6`/`bn7`, `bn1`/`bn2`), or None (torchvision's SSD: no norm)."""
   check_extractor(trainable_layers, model)
   scale = lambda c: c * width // 64
   frozen = 5 - trainable_layers
   sizes = CONFIGS["vgg16"]
   for i in range(4):  # conv1..conv4 stages; pool3 in ceil mode; conv4_3 not pooled
-    x = ConvStage(sizes[i], scale(STAGE_WIDTHS[i]), None, dtype, pool=i < 3,
+    x = ConvStage(sizes[i], scale(STAGE_WIDTHS[i]), norm(f"stage{i + 1}"), dtype, pool=i < 3,
                   ceil_mode=i == 2, name=f"stage{i + 1}")(x)
     if i < frozen:
       x = jax.lax.stop_gradient(x)
   weight = module.param("scale_weight", nn.initializers.constant(20.0), (x.shape[-1],))
   maps = [weight.astype(x.dtype) * l2_normalize(x)]
-  x = ConvStage(sizes[4], scale(STAGE_WIDTHS[4]), None, dtype, pool=False,
+  x = ConvStage(sizes[4], scale(STAGE_WIDTHS[4]), norm("stage5"), dtype, pool=False,
                 name="stage5")(common.max_pool(x, 2, 2))
   if frozen >= 5:
     x = jax.lax.stop_gradient(x)
   x = common.max_pool(x, 3, 1, padding=1)
-  x = FC67(scale(1024), dtype, name="fc")(x)
+  x = FC67(scale(1024), dtype, norm("fc"), name="fc")(x)
   maps.append(x)
   for k, spec in enumerate(extra_specs(highres, extra_layers)):
     x = ExtraBlock(scale(spec[0]), scale(spec[1]), *spec[2:], dtype=dtype,
-                   name=f"extra{k + 1}")(x)
+                   norm=norm(f"extra{k + 1}"), name=f"extra{k + 1}")(x)
     maps.append(x)
   return maps
 
 
+def _normed(x, norm, name):
+  return x if norm is None else norm(name=name)(x)
+
+
 class FC67(nn.Module):
-  """fc6 (3x3, dilation 6, padding 6) and fc7 (1x1) as convs, each with ReLU."""
+  """fc6 (3x3, dilation 6, padding 6) and fc7 (1x1) as convs, each with [norm and] ReLU."""
   features: int
   dtype: Any = jnp.float32
+  norm: Any = None
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(torch_conv(self.features, 3, dilation=6, use_bias=True, dtype=self.dtype,
-                           kernel_init=xavier, name="conv6")(x))
-    return nn.relu(torch_conv(self.features, 1, use_bias=True, dtype=self.dtype,
-                              kernel_init=xavier, name="conv7")(x))
+    x = torch_conv(self.features, 3, dilation=6, use_bias=True, dtype=self.dtype,
+                   kernel_init=xavier, name="conv6")(x)
+    x = nn.relu(_normed(x, self.norm, "bn6"))
+    x = torch_conv(self.features, 1, use_bias=True, dtype=self.dtype, kernel_init=xavier,
+                   name="conv7")(x)
+    return nn.relu(_normed(x, self.norm, "bn7"))
 
 
 class ExtraBlock(nn.Module):
@@ -104,6 +114,7 @@ class ExtraBlock(nn.Module):
   stride: int
   padding: int
   dtype: Any = jnp.float32
+  norm: Any = None
 
   @nn.compact
   def __call__(self, x):
@@ -111,9 +122,9 @@ class ExtraBlock(nn.Module):
       raise ValueError(f"SSD extra layer {self.name}: a {tuple(x.shape[1:3])} map is smaller "
                        f"than its {self.kernel}x{self.kernel} kernel (the input image is too "
                        f"small for this SSD)")
-    x = nn.relu(nn.Conv(self.squeeze, (1, 1), dtype=self.dtype, kernel_init=xavier,
-                        name="conv1")(x))
+    x = nn.Conv(self.squeeze, (1, 1), dtype=self.dtype, kernel_init=xavier, name="conv1")(x)
+    x = nn.relu(_normed(x, self.norm, "bn1"))
     p = self.padding
-    return nn.relu(nn.Conv(self.features, (self.kernel,) * 2, (self.stride,) * 2,
-                           padding=((p, p), (p, p)), dtype=self.dtype, kernel_init=xavier,
-                           name="conv2")(x))
+    x = nn.Conv(self.features, (self.kernel,) * 2, (self.stride,) * 2, padding=((p, p), (p, p)),
+                dtype=self.dtype, kernel_init=xavier, name="conv2")(x)
+    return nn.relu(_normed(x, self.norm, "bn2"))

@@ -91,7 +91,7 @@ class DenseDetector(nn.Module):
   # The subclass's parts, called inside __call__ (their submodules are the model's). These
   # are the abstract interface, not stubs: RetinaNet and FCOS define all three; a subclass
   # that misses one is told which (flax modules are dataclasses, so no abc here).
-  def head_outputs(self, maps: list[jax.Array], num_anchors: int) -> dict:
+  def head_outputs(self, maps: list[jax.Array], num_anchors: int, train: bool) -> dict:
     """The head module on the FPN maps: its outputs, `cls_logits` `[B, N, C + 1]` first."""
     raise self._missing("head_outputs")
 
@@ -132,7 +132,7 @@ class DenseDetector(nn.Module):
     check_detector_inputs(self, images, image_hw, targets, train, self.size_multiple)
     image_hw = full_image_hw(images, image_hw)
     maps, anchors, level_sizes, num_anchors = self.features(images, train)
-    outputs = self.head_outputs(maps, num_anchors)
+    outputs = self.head_outputs(maps, num_anchors, train)
     aux = {self.maps_key: maps, "anchors": anchors, **outputs}
     if train:
       losses, extra = self.losses(outputs, anchors, level_sizes, targets)

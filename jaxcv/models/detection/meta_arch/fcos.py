@@ -50,7 +50,7 @@ class FCOS(DenseDetector):
                        f"level, aspect ratio 1.0, as torchvision's FCOS requires); got sizes "
                        f"{self.anchor_sizes} and ratios {self.aspect_ratios}")
 
-  def head_outputs(self, maps, num_anchors):
+  def head_outputs(self, maps, num_anchors, train):
     return FCOSHead(num_anchors, self.num_classes + 1, self.num_convs, "group",
                     self.num_groups, self.prior_probability, self.dtype, name="head")(maps)
 

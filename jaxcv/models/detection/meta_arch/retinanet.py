@@ -53,7 +53,7 @@ class RetinaNet(DenseDetector):
       raise ValueError(f"{type(self).__name__}: box_loss must be one of {list(BOX_LOSSES)}; "
                        f"got {self.box_loss!r}")
 
-  def head_outputs(self, maps, num_anchors):
+  def head_outputs(self, maps, num_anchors, train):
     cls_logits, deltas = RetinaNetHead(num_anchors, self.num_classes + 1, self.head_norm,
                                        self.num_groups, self.prior_probability, self.dtype,
                                        name="head")(maps)

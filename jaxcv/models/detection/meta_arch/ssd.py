@@ -31,6 +31,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxcv.layers.norm import batch_norm
 from jaxcv.models.detection.backbone.ssd_vgg import extra_specs, ssd_vgg_features
 from jaxcv.models.detection.dense_heads.anchor_assignment import ssd_matches
 from jaxcv.models.detection.dense_heads.postprocess import per_class_detections
@@ -57,7 +58,8 @@ class SSD(DenseDetector):
   """SSD on torchvision's VGG-16 extractor; fields beyond `DenseDetector`'s (whose anchor
   and FPN fields SSD does not use): `highres` (SSD512's extra layer), `extra_layers` (other
   extra blocks than torchvision's, e.g. for small inputs: `(1x1 width, kxk width, k,
-  stride, padding)` each, one feature map each), `scales`, `steps`
+  stride, padding)` each, one feature map each), `backbone_norm` ("batch": BatchNorm after
+  every extractor conv, as VGG's `_bn` variants; for training from scratch), `scales`, `steps`
   (of `ssd_default_boxes`; `aspect_ratios` per map), `iou_thresh` (the matcher's),
   `neg_to_pos_ratio` (3: torchvision's `positive_fraction` 0.25)."""
   aspect_ratios: tuple = SSD300["aspect_ratios"]
@@ -68,6 +70,7 @@ class SSD(DenseDetector):
   clip: bool = True
   highres: bool = False
   extra_layers: Sequence[Sequence[int]] | None = None  # `backbone.ssd_vgg.extra_specs`
+  backbone_norm: str | None = None   # None (torchvision's) or "batch": BN after every conv
   trainable_backbone_layers: int = 5
   iou_thresh: float = 0.5
   neg_to_pos_ratio: float = 3.0
@@ -101,12 +104,17 @@ class SSD(DenseDetector):
       raise ValueError(f"{name}: the extractor (conv4_3, fc7 and {want - 2} extra blocks) "
                        f"gives {want} maps, but aspect_ratios has {len(self.aspect_ratios)} "
                        f"levels")
+    if self.backbone_norm not in (None, "batch"):
+      raise ValueError(f"{name}: backbone_norm must be None or 'batch', got "
+                       f"{self.backbone_norm!r}")
     if self.steps is not None and len(self.steps) != want:
       raise ValueError(f"{name}: steps has {len(self.steps)} entries for {want} maps")
 
   def backbone_maps(self, images: jax.Array, train: bool) -> list[jax.Array]:
+    norm = lambda stage: (batch_norm(train, stage, self.frozen_stages, self.dtype)
+                          if self.backbone_norm == "batch" else None)
     return ssd_vgg_features(self, images.astype(self.dtype), width=self.width,
-                            highres=self.highres, extra_layers=self.extra_layers,
+                            highres=self.highres, extra_layers=self.extra_layers, norm=norm,
                             trainable_layers=self.trainable_backbone_layers, dtype=self.dtype,
                             model=type(self).__name__)
 
@@ -123,7 +131,7 @@ class SSD(DenseDetector):
     level_sizes = [h * w * a for (h, w), a in zip(sizes, per_location)]
     return maps, anchors, level_sizes, per_location
 
-  def head_outputs(self, maps, num_anchors):
+  def head_outputs(self, maps, num_anchors, train):
     cls_logits, deltas = SSDHead(tuple(num_anchors), self.num_classes + 1, self.dtype,
                                  name="head")(maps)
     return {"cls_logits": cls_logits, "bbox_regression": deltas}
