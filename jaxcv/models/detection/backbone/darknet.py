@@ -27,7 +27,9 @@ PyTorch-YOLOv3, the reference of the parity tests), NHWC:
   activation.
 - [yolo]: the previous output `[B, H, W, A * (5 + C)]` reshaped to `[B, H, W, A, 5 + C]`
   (channel `a * (5 + C) + k`, the order of pytorchyolo's `view(bs, A, 5 + C, H, W)`):
-  `(tx, ty, tw, th, objectness, classes...)`, no activation applied.
+  `(tx, ty, tw, th, objectness, classes...)`, no activation applied. [region] (YOLOv2): the
+  same, with `num` anchors.
+- [reorg] (YOLOv2's passthrough): `reorg`, darknet's element order by default.
 
 `frozen_stages` names `layer{i}` modules whose BatchNorm runs with its running statistics
 even in training. Input: NHWC with `[net] channels` channels (any size whose strides fit:
@@ -92,6 +94,42 @@ def _maxpool(x: jax.Array, size: int, stride: int, pad_value: float) -> jax.Arra
   return common.max_pool(x, size, stride, (size - 1) // 2)
 
 
+REORG_ORDERS = ("darknet", "space_to_depth")
+
+
+def reorg(x: jax.Array, stride: int, order: str = "darknet") -> jax.Array:
+  """A [reorg] layer on NHWC `x` `[B, H, W, C]` -> `[B, H / s, W / s, C * s * s]`.
+
+  `order="darknet"` (the default): pjreddie/darknet's element order, which the published
+  YOLOv2 `.weights` were trained with. `forward_reorg_layer` calls `reorg_cpu(input, w, h, c,
+  batch, s, forward=0, output)` with the INPUT's sizes, so it reads the NCHW input buffer as
+  if it were `[C / s^2, H * s, W * s]`, gathers `out[k, j, i] = in'[k % C', j * s + (k / C')
+  / s, i * s + (k / C') % s]` (C' = C / s^2) into a `[C, H, W]` buffer, and the next layer
+  reads that buffer as `[C * s^2, H / s, W / s]`. The flat buffers are reinterpreted twice,
+  so this is a fixed permutation of the elements that is NOT a space-to-depth (an output
+  cell's channels come from several input rows); it needs C divisible by s^2.
+  `order="space_to_depth"`: the spatially local rearrangement (`out[y, x, (dy * s + dx) * C
+  + c] = in[y * s + dy, x * s + dx, c]`, tf.nn.space_to_depth's channel order, which is also
+  what `reorg_cpu` gives when called with the OUTPUT's sizes, as some darknet forks do), any
+  C."""
+  b, h, w, c = x.shape
+  s = int(stride)
+  if h % s or w % s:
+    raise ValueError(f"reorg: H and W ({h}x{w}) must be divisible by the stride {s}")
+  if order == "space_to_depth":
+    x = x.reshape(b, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // s, w // s, s * s * c)
+  if order != "darknet":
+    raise ValueError(f"reorg order must be one of {list(REORG_ORDERS)}; got {order!r}")
+  if c % (s * s):
+    raise ValueError(f"reorg (darknet's order): C={c} must be divisible by stride^2 = {s * s}")
+  cc = c // (s * s)
+  flat = x.transpose(0, 3, 1, 2).reshape(b, cc, h, s, w, s)   # in'[c2, j*s + dy, i*s + dx]
+  out = flat.transpose(0, 3, 5, 1, 2, 4)                      # [b, dy, dx, c2, j, i]
+  out = out.reshape(b, c * s * s, h // s, w // s)             # the buffer read by the next
+  return out.transpose(0, 2, 3, 1)
+
+
 def conv_layer_names(cfg: DarknetCfg) -> tuple[str, ...]:
   """The top-level module names (`layer{i}`) of `cfg`'s [convolutional] layers."""
   return tuple(f"layer{l['index']}" for l in cfg.conv_layers)
@@ -99,12 +137,13 @@ def conv_layer_names(cfg: DarknetCfg) -> tuple[str, ...]:
 
 def darknet_outputs(cfg: DarknetCfg, x: jax.Array, *, train: bool,
                     frozen_stages: Sequence[str] = (), dtype: Any = jnp.float32,
-                    maxpool_pad_value: float = 0.0, model: str = "Darknet"
+                    maxpool_pad_value: float = 0.0, model: str = "Darknet",
+                    reorg_order: str = "darknet"
                     ) -> tuple[list[jax.Array], dict[str, jax.Array]]:
   """Inside an `nn.compact` method: the forward pass of `cfg` on NHWC `x`, creating the
   `layer{i}` submodules in the calling module. Returns `(raw, layer_outputs)`: raw per
-  [yolo] layer `[B, H, W, A, 5 + C]` float32, and every layer's output by `layer{i}` (a
-  [yolo] layer's is its raw output)."""
+  [yolo] / [region] layer `[B, H, W, A, 5 + C]` float32, and every layer's output by
+  `layer{i}` (a [yolo] layer's is its raw output). `reorg_order`: see `reorg`."""
   channels = cfg.net["channels"]
   if x.ndim != 4 or x.shape[-1] != channels:
     raise ValueError(f"{model}: input must be NHWC [B, H, W, {channels}] ([net] channels="
@@ -142,9 +181,14 @@ def darknet_outputs(cfg: DarknetCfg, x: jax.Array, *, train: bool,
         raise ValueError(f"{where}: adds layer {l['from']} of shape {tuple(other.shape)} to "
                          f"shape {tuple(x.shape)}")
       x = activation(x + other, l["activation"])
-    else:  # yolo
+    elif kind == "reorg":
+      try:
+        x = reorg(x, l["stride"], reorg_order)
+      except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    else:  # yolo, region
       b, h, w, c = x.shape
-      a = len(l["mask"])
+      a = len(l["mask"]) if kind == "yolo" else l["num"]
       x = x.reshape(b, h, w, a, c // a)
       raw.append(x.astype(jnp.float32))
     outs.append(x)
@@ -159,10 +203,12 @@ class Darknet(nn.Module):
   dtype: Any = jnp.float32
   frozen_stages: Sequence[str] = ()
   maxpool_pad_value: float = 0.0
+  reorg_order: str = "darknet"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False):
     cfg = parse_cfg(self.cfg)
     common.check_frozen(self.frozen_stages, conv_layer_names(cfg), "Darknet")
     return darknet_outputs(cfg, x, train=train, frozen_stages=self.frozen_stages,
-                           dtype=self.dtype, maxpool_pad_value=self.maxpool_pad_value)
+                           dtype=self.dtype, maxpool_pad_value=self.maxpool_pad_value,
+                           reorg_order=self.reorg_order)

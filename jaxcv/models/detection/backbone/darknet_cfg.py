@@ -14,7 +14,7 @@ section is one layer, numbered from 0 in file order: the index that `[route] lay
 darknet `.weights` file follows (`jaxcv.weights.darknet`) and that names the parameters of
 `jaxcv.models.detection.backbone.darknet.Darknet` (`layer{i}`).
 
-Sections and keys understood (what YOLOv3 and YOLOv3-tiny use, plus cheap neighbours):
+Sections and keys understood (YOLOv3's, YOLOv3-tiny's, neighbours; YOLOv2's: `darknet_region`):
 - `[convolutional]`: `filters`, `size`, `stride`, `activation` (required), `batch_normalize`
   (0), `pad` (0; 1 means padding `size // 2`), `padding` (0, used when `pad=0`). Activations
   `leaky` (slope 0.1), `linear`, `logistic`, `mish`, `swish`. `groups`, `dilation` other than
@@ -49,13 +49,15 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from jaxcv.models.detection.backbone import darknet_region as region
+
 
 class DarknetCfgError(ValueError):
   """A darknet cfg text that cannot be parsed or built; the message names the line."""
 
 
 ACTIVATIONS = ("leaky", "linear", "logistic", "mish", "swish")
-LAYER_TYPES = ("convolutional", "shortcut", "route", "upsample", "maxpool", "yolo")
+LAYER_TYPES = ("convolutional", "shortcut", "route", "upsample", "maxpool", "yolo") + region.LAYERS
 REQUIRED = object()
 
 
@@ -136,7 +138,8 @@ UNSUPPORTED = {
     "yolo": {"new_coords": "0", "scale_x_y": "1"},
     "shortcut": {"weights_type": "none"},
 }
-ALIASES = {"network": "net", "conv": "convolutional", "max": "maxpool", "region": None}
+region.extend(SPEC, UNSUPPORTED, _int, _float, _floats, REQUIRED)  # [reorg], [region]
+ALIASES = {"network": "net", "conv": "convolutional", "max": "maxpool"}
 
 
 def _sections(text: str) -> list[tuple[str, int, dict[str, tuple[str, int]]]]:
@@ -185,9 +188,9 @@ def _resolve(index: int, i: int, key: str, where: str, layers: list[dict]) -> in
   if not 0 <= j < i:
     raise DarknetCfgError(f"{where}: {key}={index} refers to layer {j}, which does not exist "
                           f"before layer {i} (layers 0..{i - 1})")
-  if layers[j]["type"] == "yolo":
-    raise DarknetCfgError(f"{where}: {key}={index} refers to layer {j}, a [yolo] layer, whose "
-                          "output is the decoded detections, not a feature map")
+  if layers[j]["type"] in ("yolo", "region"):
+    raise DarknetCfgError(f"{where}: {key}={index} refers to layer {j}, a [{layers[j]['type']}] "
+                          "layer, whose output is the decoded detections, not a feature map")
   return j
 
 
@@ -250,6 +253,8 @@ def parse_cfg(text: str) -> DarknetCfg:
       if d["size"] < 1 or d["stride"] < 1:
         raise DarknetCfgError(f"{where}: size and stride must be >= 1")
       out = channels
+    elif kind in region.LAYERS:
+      out = region.check(kind, d, channels, where, DarknetCfgError)
     else:  # yolo
       a = d["anchors"]
       if len(a) % 2:
@@ -275,8 +280,8 @@ def parse_cfg(text: str) -> DarknetCfg:
     d["out_channels"] = out
     layers.append(d)
     channels = out
-  if not any(l["type"] == "yolo" for l in layers):
-    raise DarknetCfgError("the cfg has no [yolo] layer: nothing to detect with")
+  if not any(l["type"] in ("yolo", "region") for l in layers):
+    raise DarknetCfgError("the cfg has no [yolo] layer (nor [region]): nothing to detect with")
   return DarknetCfg(net, tuple(layers))
 
 
