@@ -172,5 +172,8 @@ def test_bad_ssd_inputs_are_named():
 @pytest.mark.slow
 def test_ssd_step_on_8_devices_equals_one_device():
   from test_detection_train import check_step_on_8_devices, small_config  # noqa: PLC0415
-  m1 = check_step_on_8_devices(small_config("ssd_shapes", model=TINY))
+  # plain VGG (torchvision's SSD): with backbone_norm "batch" every conv bias feeds a
+  # BatchNorm, so its gradient is exactly zero and Adam's step of it is float noise
+  # (2026-12-08: extra1/conv1/bias differed by 1.5e-5); see check_step_on_8_devices
+  m1 = check_step_on_8_devices(small_config("ssd_shapes", model={**TINY, "backbone_norm": None}))
   assert {"classification", "bbox_regression"} <= set(m1)
